@@ -1,0 +1,88 @@
+package psbase
+
+import (
+	"log/slog"
+	"os"
+	"time"
+)
+
+// DefaultLockTimeout is how long a method waits for the store's lock when its
+// context has no earlier deadline. 30 s is long enough for any burst of
+// short operations from hundreds of processes (each holds the lock for well
+// under a millisecond plus its fsyncs) and short enough that a cron job stuck
+// behind a hung holder fails with a message naming that holder instead of
+// piling up. Change it with WithLockTimeout.
+const DefaultLockTimeout = 30 * time.Second
+
+// DefaultBoltTimeout is bbolt's own Options.Timeout. psbase never waits on
+// bbolt's file lock (its own lock file serializes everyone first), so this
+// only trips when a foreign program opened the database file directly.
+const DefaultBoltTimeout = 2 * time.Second
+
+// Option configures Create and Open.
+type Option func(*config)
+
+type config struct {
+	lockTimeout    time.Duration
+	boltTimeout    time.Duration
+	fileMode       os.FileMode
+	overwrite      bool
+	create         []Field // Open: create with this schema when missing
+	logger         *slog.Logger
+	allowNetworkFS bool
+	protocol       lockProtocol
+	noSync         bool
+}
+
+func newConfig(opts []Option) config {
+	c := config{
+		lockTimeout: DefaultLockTimeout,
+		boltTimeout: DefaultBoltTimeout,
+		fileMode:    0o644,
+	}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
+// WithLockTimeout sets how long a method waits for the lock when its context
+// has no earlier deadline (default DefaultLockTimeout). Zero or negative
+// means no limit but the context's.
+func WithLockTimeout(d time.Duration) Option { return func(c *config) { c.lockTimeout = d } }
+
+// WithOverwrite lets Create replace an existing store at the path (its
+// records are lost). Without it Create refuses with ErrExists.
+func WithOverwrite() Option { return func(c *config) { c.overwrite = true } }
+
+// WithCreate makes Open create the store with this schema when it does not
+// exist ("open or create"). When many processes do this at once on a missing
+// path, exactly one creates it; the others open it.
+func WithCreate(fields []Field) Option {
+	return func(c *config) { c.create = append([]Field(nil), fields...) }
+}
+
+// WithFileMode sets the permission bits of the files psbase creates (the
+// database and its lock files), before the umask. The default is 0644; a
+// store shared by several users of one group wants 0664 and a matching umask.
+func WithFileMode(m os.FileMode) Option { return func(c *config) { c.fileMode = m.Perm() } }
+
+// WithLogger logs lock waits, opens, compactions and recoveries to l at
+// Debug and Info levels. The default is no logging.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithAllowNetworkFS allows stores on network and FUSE file systems (NFS,
+// SMB/CIFS, 9p, virtiofs, sshfs...). Their locks may be lost, faked or hang,
+// so psbase refuses them by default with ErrUnsupportedFS. Allow them only
+// when a single machine uses the store or you know the locks are coherent.
+func WithAllowNetworkFS() Option { return func(c *config) { c.allowNetworkFS = true } }
+
+// WithBoltTimeout sets bbolt's own file-lock timeout (default
+// DefaultBoltTimeout), the tripwire against programs that open the database
+// file without psbase's lock.
+func WithBoltTimeout(d time.Duration) Option { return func(c *config) { c.boltTimeout = d } }
+
+// WithNoSync turns off fsync on commit. Commits become much faster and a
+// power loss or kernel crash may lose recent ones or corrupt the file; a
+// crash of the process alone loses nothing. For tests and throw-away data.
+func WithNoSync() Option { return func(c *config) { c.noSync = true } }

@@ -1,0 +1,350 @@
+package psbase
+
+import (
+	"fmt"
+)
+
+// table.go: the record operations of a Tx. Nothing here locks or opens
+// files: a Tx is handed out by the Store with its lock already held and its
+// bbolt transaction open. Every write keeps three things in the same bbolt
+// transaction, so they can never disagree, even when the process is killed:
+// the record, the record count in the meta bucket, and the index entries.
+
+// Insert adds a record and returns its new ID. v is a Values, a
+// map[string]any or a struct (msgpack tags name its fields). Fields it does
+// not give get their default; unknown fields, wrong types, nulls in
+// non-nullable fields and attempts to set "id" or "version" are ErrSchema.
+func (tx *Tx) Insert(v any) (id uint64, err error) {
+	defer guardPanic(&err)
+	if err := tx.check(true); err != nil {
+		return 0, err
+	}
+	vals, err := tx.prepare(v, false)
+	if err != nil {
+		return 0, err
+	}
+	return tx.insert(vals)
+}
+
+func (tx *Tx) insert(vals Values) (uint64, error) {
+	if err := tx.indexCheckUnique(0, vals); err != nil {
+		return 0, err
+	}
+	id, err := tx.records.NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	data, err := encodeRecord(tx.sch, 1, vals)
+	if err != nil {
+		return 0, err
+	}
+	if err := tx.records.Put(idKey(id), data); err != nil {
+		return 0, err
+	}
+	if err := tx.addCount(1); err != nil {
+		return 0, err
+	}
+	if err := tx.indexAdd(id, vals); err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+// prepare validates and normalizes input values. With partial (an update)
+// missing fields stay missing; otherwise they get their defaults.
+func (tx *Tx) prepare(v any, partial bool) (Values, error) {
+	in, fromStruct, err := toValues(v)
+	if err != nil {
+		return nil, err
+	}
+	out := make(Values, len(tx.sch.Fields))
+	for _, k := range sortedNames(in) {
+		x := in[k]
+		if isReserved(k) {
+			if fromStruct && isZero(x) {
+				continue
+			}
+			return nil, errorf(ErrSchema, "cannot set %q: ID and Version are assigned by the store", k)
+		}
+		f, err := tx.sch.field(k)
+		if err != nil {
+			return nil, err
+		}
+		nv, err := normalize(f, x)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = nv
+	}
+	if !partial {
+		for i := range tx.sch.Fields {
+			f := &tx.sch.Fields[i]
+			if _, ok := out[f.Name]; !ok {
+				out[f.Name] = cloneValue(f.Default)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Get returns the record with that ID, or ErrNotFound.
+func (tx *Tx) Get(id uint64) (rec Record, err error) {
+	defer guardPanic(&err)
+	if err := tx.check(false); err != nil {
+		return Record{}, err
+	}
+	return tx.get(id)
+}
+
+func (tx *Tx) get(id uint64) (Record, error) {
+	data := tx.records.Get(idKey(id))
+	if data == nil {
+		return Record{}, errorf(ErrNotFound, "record %d", id)
+	}
+	return decodeRecord(tx.sch, id, data, nil)
+}
+
+// Update applies changes to the record rec.ID if its stored Version is still
+// rec.Version, and returns the record as stored now (Version + 1). If another
+// writer updated it since rec was read, Update returns ErrConflict and changes
+// nothing: read it again and retry. changes may be partial (Values, map or
+// struct); fields it does not name keep their values.
+func (tx *Tx) Update(rec Record, changes any) (out Record, err error) {
+	defer guardPanic(&err)
+	if err := tx.check(true); err != nil {
+		return Record{}, err
+	}
+	v := rec.Version
+	return tx.update(rec.ID, &v, changes)
+}
+
+// UpdateByID applies changes to the record with that ID whatever its
+// version: inside a write transaction the read and the write are atomic
+// anyway, so this is the read-modify-write primitive ("increment field n of
+// record 7").
+func (tx *Tx) UpdateByID(id uint64, changes any) (out Record, err error) {
+	defer guardPanic(&err)
+	if err := tx.check(true); err != nil {
+		return Record{}, err
+	}
+	return tx.update(id, nil, changes)
+}
+
+func (tx *Tx) update(id uint64, version *uint64, changes any) (Record, error) {
+	vals, err := tx.prepare(changes, true)
+	if err != nil {
+		return Record{}, err
+	}
+	old, err := tx.get(id)
+	if err != nil {
+		return Record{}, err
+	}
+	if version != nil && old.Version != *version {
+		return Record{}, errorf(ErrConflict, "record %d: you read version %d, the store holds version %d", id, *version, old.Version)
+	}
+	merged := make(Values, len(old.Values))
+	for k, v := range old.Values {
+		merged[k] = v
+	}
+	for k, v := range vals {
+		merged[k] = v
+	}
+	if err := tx.indexCheckUnique(id, merged); err != nil {
+		return Record{}, err
+	}
+	data, err := encodeRecord(tx.sch, old.Version+1, merged)
+	if err != nil {
+		return Record{}, err
+	}
+	if err := tx.records.Put(idKey(id), data); err != nil {
+		return Record{}, err
+	}
+	if err := tx.indexReplace(id, old.Values, merged); err != nil {
+		return Record{}, err
+	}
+	return Record{ID: id, Version: old.Version + 1, Values: merged}, nil
+}
+
+// Delete removes the records with these IDs and returns how many it removed.
+// If any ID does not exist it returns ErrNotFound and removes none.
+func (tx *Tx) Delete(ids ...uint64) (n int, err error) {
+	defer guardPanic(&err)
+	if err := tx.check(true); err != nil {
+		return 0, err
+	}
+	olds := make([]Record, 0, len(ids))
+	seen := make(map[uint64]bool, len(ids))
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		old, err := tx.get(id)
+		if err != nil {
+			return 0, err
+		}
+		olds = append(olds, old)
+	}
+	for _, old := range olds {
+		if err := tx.records.Delete(idKey(old.ID)); err != nil {
+			return 0, err
+		}
+		if err := tx.indexRemove(old.ID, old.Values); err != nil {
+			return 0, err
+		}
+	}
+	if err := tx.addCount(-len(olds)); err != nil {
+		return 0, err
+	}
+	return len(olds), nil
+}
+
+// addCount keeps the record count in the meta bucket, so Len is O(1).
+func (tx *Tx) addCount(d int) error {
+	n := int64(u64(tx.meta.Get(keyCount))) + int64(d)
+	if n < 0 {
+		return errorf(ErrCorrupt, "record count would go negative")
+	}
+	return tx.meta.Put(keyCount, putU64(uint64(n)))
+}
+
+// Len returns the number of records.
+func (tx *Tx) Len() (n int, err error) {
+	defer guardPanic(&err)
+	if err := tx.check(false); err != nil {
+		return 0, err
+	}
+	return int(u64(tx.meta.Get(keyCount))), nil
+}
+
+// Count returns the number of records matching every filter.
+func (tx *Tx) Count(where ...Filter) (n int, err error) {
+	if len(where) == 0 {
+		return tx.Len()
+	}
+	defer guardPanic(&err)
+	if err := tx.check(false); err != nil {
+		return 0, err
+	}
+	cq, err := compileQuery(tx.sch, Query{Where: where})
+	if err != nil {
+		return 0, err
+	}
+	err = tx.scan(cq, func(Record) (bool, error) { n++; return true, nil })
+	return n, err
+}
+
+// ForEach calls fn for every record in ID order, decoding one record at a
+// time, so a table of any size is walked in constant memory. An error from
+// fn stops the walk and is returned. fn runs under the store's lock.
+func (tx *Tx) ForEach(fn func(Record) error) (err error) {
+	defer guardPanic(&err)
+	if err := tx.check(false); err != nil {
+		return err
+	}
+	c := tx.records.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		rec, err := tx.decodeAt(k, v, nil)
+		if err != nil {
+			return err
+		}
+		if err := callUser(func() error { return fn(rec) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (tx *Tx) decodeAt(k, v []byte, fields map[string]bool) (Record, error) {
+	if len(k) != 8 {
+		return Record{}, errorf(ErrCorrupt, "record key %x is not 8 bytes", k)
+	}
+	return decodeRecord(tx.sch, u64(k), v, fields)
+}
+
+// Select returns the records matching q, with their ID and Version.
+func (tx *Tx) Select(q Query) (recs []Record, err error) {
+	defer guardPanic(&err)
+	if err := tx.check(false); err != nil {
+		return nil, err
+	}
+	cq, err := compileQuery(tx.sch, q)
+	if err != nil {
+		return nil, err
+	}
+	return tx.selectCompiled(cq)
+}
+
+func (tx *Tx) selectCompiled(cq *compiledQuery) ([]Record, error) {
+	var out []Record
+	if len(cq.order) == 0 || tx.indexOrdered(cq) {
+		// Stream: skip Offset, stop at Limit.
+		skip := cq.q.Offset
+		err := tx.scan(cq, func(r Record) (bool, error) {
+			if skip > 0 {
+				skip--
+				return true, nil
+			}
+			out = append(out, cq.project1(r))
+			return cq.q.Limit == 0 || len(out) < cq.q.Limit, nil
+		})
+		return out, err
+	}
+	err := tx.scan(cq, func(r Record) (bool, error) {
+		out = append(out, r)
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	cq.sortRecords(out)
+	if cq.q.Offset >= len(out) {
+		return nil, nil
+	}
+	out = out[cq.q.Offset:]
+	if cq.q.Limit > 0 && len(out) > cq.q.Limit {
+		out = out[:cq.q.Limit]
+	}
+	for i := range out {
+		out[i] = cq.project1(out[i])
+	}
+	return out, nil
+}
+
+// scan feeds fn every record matching cq, through an index when the planner
+// finds one, else by walking the records bucket. fn returns false to stop.
+func (tx *Tx) scan(cq *compiledQuery, fn func(Record) (bool, error)) error {
+	emit := func(r Record) (bool, error) {
+		if !matchAll(cq.conds, r.Values) {
+			return true, nil
+		}
+		if cq.q.Match != nil && !callUser(func() bool { return cq.q.Match(r) }) {
+			return true, nil
+		}
+		return fn(r)
+	}
+	if done, err := tx.indexScan(cq, emit); done || err != nil {
+		return err
+	}
+	c := tx.records.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		rec, err := tx.decodeAt(k, v, cq.decodeFields)
+		if err != nil {
+			return err
+		}
+		more, err := emit(rec)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// String describes the transaction for logs.
+func (tx *Tx) String() string {
+	mode := "read-only"
+	if tx.write {
+		mode = "writable"
+	}
+	return fmt.Sprintf("psbase.Tx(%s, %s, %s)", tx.s.path, tx.op, mode)
+}
