@@ -49,8 +49,14 @@ func initFormat(btx *bolt.Tx, s *schema) error {
 	if _, err := btx.CreateBucket(bucketRecords); err != nil {
 		return err
 	}
-	if _, err := btx.CreateBucket(bucketIndexes); err != nil {
+	ixs, err := btx.CreateBucket(bucketIndexes)
+	if err != nil {
 		return err
+	}
+	for _, ix := range s.Indexes {
+		if _, err := ixs.CreateBucket([]byte(ix.Field)); err != nil {
+			return err
+		}
 	}
 	var f [4]byte
 	binary.BigEndian.PutUint32(f[:], FormatVersion)

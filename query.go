@@ -220,6 +220,8 @@ type compiledQuery struct {
 	conds   []cond
 	order   []*fieldDef
 	project map[string]bool // nil: all fields
+	plan    *indexPlan      // chosen by Tx.planQuery
+	planned bool
 	// decodeFields is what must be decoded to evaluate the query: the
 	// projection plus every field the filters, sort and predicate need.
 	decodeFields map[string]bool

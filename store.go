@@ -239,6 +239,9 @@ func (s *Store) acquire(ctx context.Context, op string, exclusive bool) (func(),
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, &LockTimeoutError{Path: s.path + ".lock", Op: op, Exclusive: exclusive, Err: err}
+	}
 	if s.cfg.lockTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.lockTimeout)
@@ -555,7 +558,9 @@ func (s *Store) SetDefault(ctx context.Context, name string, v any) error {
 			return err
 		}
 		tx.setSchema(sch)
-		return nil
+		// Records that never stored the field now read the new default:
+		// their index entries must follow.
+		return tx.rebuildIndex(name)
 	})
 }
 

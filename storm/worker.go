@@ -208,31 +208,22 @@ func mustJSON(v any) json.RawMessage {
 }
 
 // childRuns counts the calls of Run per test in a child process, so that the
-// child serves exactly the call that started it. It is the only global state
-// of the package, and it is used only in children.
-var childRuns struct {
-	sync.Mutex
-	n map[string]int
-}
+// child serves exactly the call that started it. With parentRuns, it is the
+// only global state of the package.
+var childRuns runCounter
 
 // IsChild reports whether this process is a storm child. Everything a test
 // does before calling Run also runs in every child; guard one-time setup with
 // !IsChild() or, better, do it in Config.Setup.
 func IsChild() bool { return os.Getenv(envChild) != "" }
 
-// childTarget reports whether this call of Run (in test name) is the one this
+// childTarget reports whether this call of Run (in test t) is the one this
 // child process was started to serve.
-func childTarget(name string) bool {
-	childRuns.Lock()
-	defer childRuns.Unlock()
-	if childRuns.n == nil {
-		childRuns.n = map[string]int{}
-	}
-	if os.Getenv(envChild) != name {
+func childTarget(t testing.TB) bool {
+	if os.Getenv(envChild) != t.Name() {
 		return false
 	}
-	childRuns.n[name]++
-	return strconv.Itoa(childRuns.n[name]) == os.Getenv(envChildRun)
+	return strconv.Itoa(countRun(t, &childRuns)) == os.Getenv(envChildRun)
 }
 
 // runChild is Run inside a child: join the barrier, run the body once, report,
@@ -304,6 +295,7 @@ func runChild(t testing.TB, body func(*Worker) error) {
 	w.mu.Unlock()
 
 	returned := false
+	failedBefore := t.Failed()
 	defer func() {
 		// Runs on return, panic and runtime.Goexit alike; os.Exit keeps the
 		// testing framework from printing anything for this child.
@@ -320,7 +312,7 @@ func runChild(t testing.TB, body func(*Worker) error) {
 			rep.Err = bodyErr.Error()
 			code = exitBodyError
 			fmt.Fprintf(os.Stderr, "storm: task %d: error: %v\n", w.Task, bodyErr)
-		} else if t.Failed() {
+		} else if t.Failed() && !failedBefore {
 			rep.Err = "the test was marked failed in the child (t.Error called in the body?)"
 			code = exitBodyError
 		}

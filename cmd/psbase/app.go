@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/psbase/psbase"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+// version is the tool's version; the module version is appended when the
+// binary was built from a tagged module.
+const version = "0.1.0"
+
+// app holds one invocation's streams and global flags. Nothing in the
+// package is global and mutable: run builds a fresh app and command tree.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+
+	timeout  time.Duration
+	quiet    bool
+	format   string
+	jsonOut  bool
+	csvOut   bool
+	noHeader bool
+
+	started bool // a command's RunE began: later errors are not usage errors
+}
+
+// run executes the psbase command line args with the given streams and
+// returns the exit code. It is what main calls, and what tests call
+// in-process.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return runContext(context.Background(), args, stdin, stdout, stderr)
+}
+
+func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := a.rootCmd()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	if !a.started {
+		var ce *codeError
+		if !errors.As(err, &ce) {
+			err = &usageError{msg: err.Error()}
+		}
+	}
+	var pe0 *psbase.Error
+	if errors.As(err, &pe0) && (pe0.Op == "txn" || pe0.Op == "view") {
+		// Name the command, not the library's generic transaction.
+		if c, _, ferr := root.Find(args); ferr == nil && c != nil && c != root {
+			pe0.Op = c.Name()
+		}
+	}
+	code := exitCode(err)
+	msg := errorMessage(err)
+	if errors.Is(err, psbase.ErrExists) {
+		msg += "\nUse 'psbase create --force' to replace it (its records are lost)."
+	}
+	var pe *psbase.Error
+	if code == exitUsage && !errors.As(err, &pe) {
+		if c, _, ferr := root.Find(args); ferr == nil && c != nil {
+			msg += fmt.Sprintf("\nRun '%s --help' for usage.", c.CommandPath())
+		}
+	}
+	if msg != "psbase: " {
+		fmt.Fprintln(stderr, msg)
+	}
+	return code
+}
+
+func buildVersion() string {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v += " (module " + bi.Main.Version + ")"
+	}
+	return v
+}
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "psbase",
+		Short: "A process-safe single-table record store, from the shell",
+		Long: `psbase works on a psbase store: one table of records in one file, shared
+safely by any number of processes. Every psbase command is one locked
+operation or transaction, so cron jobs and scripts may run it concurrently.
+
+Fields:   NAME:TYPE[?][!|+][=DEFAULT]   (types: string int float bool time bytes;
+          ? nullable, ! unique index, + index)
+Values:   field=text (parsed by the field's type) or field:=JSON (e.g. n:=null)
+Filters:  n>=5  name=bob  'name!=bob'  'name^=pre'  'tag in a,b'  'x is null'
+Formats:  aligned table on a terminal, tab-separated otherwise;
+          --json (JSON lines), --csv, --format table|tsv|json|csv
+
+` + exitCodeTable,
+		Version:       buildVersion(),
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Example: `  psbase create jobs.db name:string! runs:int started:time?
+  psbase insert jobs.db name=backup
+  psbase incr jobs.db 1 runs
+  psbase select jobs.db 'runs>=1' --sort -runs --limit 10`,
+	}
+	root.SetVersionTemplate("psbase {{.Version}}\n")
+	pf := root.PersistentFlags()
+	pf.DurationVar(&a.timeout, "timeout", psbase.DefaultLockTimeout, "how long to wait for the store's lock (0: forever)")
+	pf.BoolVarP(&a.quiet, "quiet", "q", false, "no informational messages or progress on stderr")
+	pf.StringVar(&a.format, "format", "", "output format: table, tsv, json or csv (default: table on a terminal, tsv otherwise)")
+	pf.BoolVar(&a.jsonOut, "json", false, "output JSON lines (same as --format json)")
+	pf.BoolVar(&a.csvOut, "csv", false, "output CSV (same as --format csv)")
+	pf.BoolVar(&a.noHeader, "no-header", false, "omit the header line of table, tsv and csv output")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &usageError{msg: err.Error()}
+	})
+	root.PersistentPreRunE = func(c *cobra.Command, args []string) error {
+		a.started = true
+		_, err := a.outFormat()
+		return err
+	}
+	root.AddGroup(
+		&cobra.Group{ID: "records", Title: "Records:"},
+		&cobra.Group{ID: "schema", Title: "Store and schema:"},
+		&cobra.Group{ID: "admin", Title: "Maintenance and testing:"},
+	)
+	add := func(group string, cmds ...*cobra.Command) {
+		for _, c := range cmds {
+			c.GroupID = group
+			root.AddCommand(c)
+		}
+	}
+	add("records", a.insertCmd(), a.getCmd(), a.selectCmd(), a.countCmd(), a.updateCmd(),
+		a.incrCmd(), a.upsertCmd(), a.deleteCmd(), a.importCmd(), a.exportCmd())
+	add("schema", a.createCmd(), a.schemaCmd(), a.addFieldCmd(), a.dropFieldCmd(),
+		a.setDefaultCmd(), a.createIndexCmd(), a.dropIndexCmd())
+	add("admin", a.checkCmd(), a.cleanupCmd(), a.statsCmd(), a.locksCmd(), a.stormCmd())
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "insert", "update", "upsert", "select", "count", "delete", "export", "set-default":
+			c.ValidArgsFunction = a.completeFields("=")
+		case "get", "incr", "drop-field", "create-index", "drop-index":
+			c.ValidArgsFunction = a.completeFields("")
+		}
+	}
+	return root
+}
+
+// opts are the psbase options every command opens the store with.
+func (a *app) opts() []psbase.Option {
+	return []psbase.Option{psbase.WithLockTimeout(a.timeout)}
+}
+
+// open opens an existing store.
+func (a *app) open(ctx context.Context, path string) (*psbase.Store, error) {
+	return psbase.Open(ctx, path, a.opts()...)
+}
+
+// infof writes an informational line to stderr unless --quiet.
+func (a *app) infof(format string, args ...any) {
+	if !a.quiet {
+		fmt.Fprintf(a.stderr, format+"\n", args...)
+	}
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// outFormat resolves the output format from the flags.
+func (a *app) outFormat() (string, error) {
+	f := strings.ToLower(a.format)
+	n := 0
+	if f != "" {
+		n++
+	}
+	if a.jsonOut {
+		n++
+		f = "json"
+	}
+	if a.csvOut {
+		n++
+		f = "csv"
+	}
+	if n > 1 {
+		return "", usagef("choose one output format: --format, --json or --csv")
+	}
+	switch f {
+	case "":
+		if isTerminal(a.stdout) {
+			return "table", nil
+		}
+		return "tsv", nil
+	case "table", "tsv", "json", "csv":
+		return f, nil
+	}
+	return "", usagef("unknown output format %q (want table, tsv, json or csv)", a.format)
+}
+
+// exactArgs, minArgs and rangeArgs are cobra argument validators that
+// report usage errors.
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("%s: want %s, got %d argument(s)", c.Name(), what, len(args))
+		}
+		return nil
+	}
+}
+
+func minArgs(n int, what string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) < n {
+			return usagef("%s: want %s, got %d argument(s)", c.Name(), what, len(args))
+		}
+		return nil
+	}
+}
+
+func rangeArgs(lo, hi int, what string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) < lo || len(args) > hi {
+			return usagef("%s: want %s, got %d argument(s)", c.Name(), what, len(args))
+		}
+		return nil
+	}
+}

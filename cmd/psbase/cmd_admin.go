@@ -1,0 +1,177 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/psbase/psbase"
+	"github.com/spf13/cobra"
+)
+
+func (a *app) checkCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check DB",
+		Short: "Verify the whole store; exit 7 if anything is wrong",
+		Long: `Verify the store under the shared lock: bbolt's page check, the schema, the
+checksum and decoding of every record, the record count, the ID sequence and
+every index. Prints "ok" and the counts, or every problem found (one per line)
+and exits with code 7.`,
+		Example: `  psbase check jobs.db || mail -s "jobs.db is damaged" ops@example.com`,
+		Args:    exactArgs(1, "DB"),
+		RunE: func(c *cobra.Command, args []string) error {
+			ctx := c.Context()
+			s, err := a.open(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			rep, err := s.Check(ctx)
+			if err != nil && !errors.Is(err, psbase.ErrCorrupt) {
+				return err
+			}
+			if f, _ := a.outFormat(); f == "json" {
+				problems := make([]string, len(rep.Problems))
+				for i, p := range rep.Problems {
+					problems[i] = p.String()
+				}
+				w := &rowWriter{format: "json", cols: []string{"ok", "records", "indexes", "problems"}, w: a.stdout}
+				if werr := w.writeRow([]any{rep.OK() && err == nil, rep.Records, rep.Indexes, problems}); werr != nil {
+					return werr
+				}
+			} else if rep.OK() && err == nil {
+				fmt.Fprintf(a.stdout, "ok: %d record(s), %d index(es) checked\n", rep.Records, rep.Indexes)
+			} else {
+				for _, p := range rep.Problems {
+					fmt.Fprintln(a.stdout, p.String())
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if !rep.OK() {
+				return &codeError{code: exitCorrupt, msg: fmt.Sprintf("check %s: %d problem(s)", args[0], len(rep.Problems))}
+			}
+			return nil
+		},
+	}
+}
+
+func (a *app) cleanupCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "cleanup DB",
+		Short: "Compact the store file",
+		Long: `Compact the store: copy the live data to a new file and rename it over the
+old one, under the exclusive lock (other processes wait, then carry on with
+the new file). Prints the sizes before and after.`,
+		Example: `  psbase cleanup jobs.db`,
+		Args:    exactArgs(1, "DB"),
+		RunE: func(c *cobra.Command, args []string) error {
+			ctx := c.Context()
+			s, err := a.open(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			res, err := s.Cleanup(ctx)
+			if err != nil {
+				return err
+			}
+			if f, _ := a.outFormat(); f == "json" {
+				w := &rowWriter{format: "json", cols: []string{"before", "after", "reclaimed", "records"}, w: a.stdout}
+				return w.writeRow([]any{res.Before, res.After, res.Reclaimed, res.Records})
+			}
+			_, err = fmt.Fprintf(a.stdout, "compacted: %d -> %d bytes (reclaimed %d), %d record(s)\n",
+				res.Before, res.After, res.Reclaimed, res.Records)
+			return err
+		},
+	}
+}
+
+func (a *app) statsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "stats DB",
+		Short: "Print the store's size, record count and format",
+		Example: `  psbase stats jobs.db
+  psbase stats jobs.db --json | jq .records`,
+		Args: exactArgs(1, "DB"),
+		RunE: func(c *cobra.Command, args []string) error {
+			ctx := c.Context()
+			s, err := a.open(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			st, err := s.Stats(ctx)
+			if err != nil {
+				return err
+			}
+			keys := []string{"path", "records", "file_size", "format_version", "fields", "next_id", "created", "lock_wait_ms"}
+			vals := []any{st.Path, st.Records, st.FileSize, st.FormatVersion, len(st.Schema), st.NextID,
+				st.Created, float64(st.LastLockWait.Microseconds()) / 1000}
+			if st.Created.IsZero() {
+				vals[6] = nil
+			}
+			if f, _ := a.outFormat(); f == "json" {
+				w := &rowWriter{format: "json", cols: keys, w: a.stdout}
+				return w.writeRow(vals)
+			}
+			w := a.newRowWriter([]string{"stat", "value"})
+			for i, k := range keys {
+				if err := w.writeRow([]any{k, vals[i]}); err != nil {
+					return err
+				}
+			}
+			return w.flush()
+		},
+	}
+}
+
+func (a *app) locksCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "locks DB",
+		Short: "Show who holds and who waits for the store's lock",
+		Long: `Show the processes holding or waiting for the store's lock right now: pid,
+mode (exclusive or shared), state (holding or waiting), the operation when
+recorded, for how long, and the command line. It does not take the lock
+itself, so it works while a hung process holds it. Linux reads /proc/locks;
+elsewhere the list may be empty.`,
+		Example: `  psbase locks jobs.db
+  psbase locks jobs.db --json`,
+		Args: exactArgs(1, "DB"),
+		RunE: func(c *cobra.Command, args []string) error {
+			path := args[0]
+			if fi, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%w: no file at %s", psbase.ErrNotExist, path)
+			} else if err == nil && fi.IsDir() {
+				return fmt.Errorf("%w: %s is a directory", psbase.ErrNotExist, path)
+			}
+			holders, err := psbase.LockHolders(path)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			w := a.newRowWriter([]string{"pid", "mode", "state", "op", "for", "since", "command"})
+			for _, h := range holders {
+				mode, state := "shared", "holding"
+				if h.Exclusive {
+					mode = "exclusive"
+				}
+				if h.Waiting {
+					state = "waiting"
+				}
+				var age, since any
+				if !h.Since.IsZero() {
+					age = now.Sub(h.Since).Round(time.Millisecond).String()
+					since = h.Since
+				}
+				if err := w.writeRow([]any{h.PID, mode, state, h.Op, age, since, h.Command}); err != nil {
+					return err
+				}
+			}
+			if len(holders) == 0 {
+				a.infof("no process holds or waits for the lock of %s", path)
+			}
+			return w.flush()
+		},
+	}
+}

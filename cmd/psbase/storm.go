@@ -1,0 +1,360 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/psbase/psbase/storm"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+)
+
+// maybeLaunch lets the storm package turn this process into a launcher: a
+// storm re-executes psbase, which waits at the barrier and then exec(2)s the
+// target command.
+func maybeLaunch() { storm.MaybeLaunch() }
+
+// stormCmdSpec is one --cmd: a shell command and its own count (0: use -n).
+type stormCmdSpec struct {
+	count int
+	argv  []string
+	label string
+}
+
+var countPrefix = regexp.MustCompile(`^([0-9]+):`)
+
+// parseStormCmd parses --cmd '[COUNT:]SHELL COMMAND'.
+func parseStormCmd(s string) (stormCmdSpec, error) {
+	spec := stormCmdSpec{}
+	if m := countPrefix.FindStringSubmatch(s); m != nil {
+		n, err := strconv.Atoi(m[1])
+		if err != nil || n <= 0 {
+			return spec, usagef("bad --cmd %q: COUNT must be a positive integer", s)
+		}
+		spec.count = n
+		s = s[len(m[0]):]
+	}
+	if strings.TrimSpace(s) == "" {
+		return spec, usagef("bad --cmd: empty command")
+	}
+	spec.argv = []string{"/bin/sh", "-c", s}
+	spec.label = s
+	return spec, nil
+}
+
+// parseRamp parses --ramp 50,100,200.
+func parseRamp(s string) ([]int, error) {
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil || n <= 0 {
+			return nil, usagef("bad --ramp %q: want positive sizes like 50,100,200", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// stormStats summarizes the processes of one storm size.
+type stormStats struct {
+	size, procs, failed, timedOut int
+	wall, skew, p50, p99, max     time.Duration
+}
+
+func summarize(size int, res *storm.CommandResult) stormStats {
+	st := stormStats{size: size}
+	var durs []time.Duration
+	for _, l := range res.Loops {
+		st.wall += l.Wall
+		st.skew = max(st.skew, l.Skew)
+		for _, p := range l.Procs {
+			st.procs++
+			if p.Failed() {
+				st.failed++
+			}
+			if p.TimedOut {
+				st.timedOut++
+			}
+			durs = append(durs, p.Duration)
+		}
+	}
+	if len(durs) > 0 {
+		slices.Sort(durs)
+		st.p50 = durs[(len(durs)-1)*50/100]
+		st.p99 = durs[(len(durs)-1)*99/100]
+		st.max = durs[len(durs)-1]
+	}
+	return st
+}
+
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + "ms"
+}
+
+// firstLines returns the first n non-empty lines of s, indented.
+func firstLines(s string, n int) []string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		out = append(out, line)
+		if len(out) == n {
+			break
+		}
+	}
+	return out
+}
+
+func (a *app) stormCmd() *cobra.Command {
+	var (
+		n, loops, lines int
+		timeout         time.Duration
+		cmds            []string
+		ramp            string
+		verbose         bool
+	)
+	c := &cobra.Command{
+		Use:   "storm [-n N] [--loops L] [--timeout T] [--ramp SIZES] [--cmd '[COUNT:]SHELL CMD']... [-- COMMAND ARGS...]",
+		Short: "Start N copies of commands at the same instant and report every failure",
+		Long: `Start N copies of a command at the same instant, wait for all of them and
+report: exit codes, durations, the first lines of stderr of failed copies.
+Exits with code 10 if any copy failed (non-zero exit, killed, or still
+running after --timeout), 0 if all succeeded.
+
+The barrier: every copy starts as a psbase launcher process that signals
+ready, and only when all are ready are they released together; each then
+exec(2)s its command (same pid). The skew is the spread of the release
+instants (CLOCK_MONOTONIC) as the launchers saw them.
+
+  -- COMMAND ARGS...       run COMMAND directly (no shell), -n times
+  --cmd '[COUNT:]CMD'      run CMD with /bin/sh -c, COUNT times (default -n);
+                           repeat --cmd to run different commands at once
+  {i}                      in any argument or CMD, replaced by the task number
+  --ramp 50,100,200        run the storm at each size in turn (the size replaces
+                           -n; --cmd counts are kept) and print a table of
+                           size -> failures, wall time, p50/p99 durations
+  --loops L                repeat each storm L times
+
+Failed copies are always listed; -v lists every copy. --json prints one JSON
+line per copy (loop, task, command, pid, exit, duration_ms, timed_out, error,
+stderr) and, with --ramp, one line per size. A progress bar shows on a
+terminal, plain progress lines otherwise (none with --quiet).
+Not available on Windows.`,
+		Example: `  # 50 concurrent increments must end with the exact count
+  psbase storm -n 50 -- psbase incr counters.db 1 hits
+  # two different commands at once (seed 003's deadlock pair)
+  psbase storm --cmd '10:psbase incr db 1 a' --cmd '10:psbase incr db 2 b'
+  # how many concurrent one-row inserts before it breaks? (seed 002)
+  psbase storm --ramp 50,100,200,500,1000 -- psbase insert log.db msg=task-{i}`,
+		RunE: func(c *cobra.Command, args []string) error {
+			ctx := c.Context()
+			if runtime.GOOS == "windows" {
+				return fmt.Errorf("storm is not available on Windows")
+			}
+			if n <= 0 || loops <= 0 || timeout <= 0 || lines < 0 {
+				return usagef("-n, --loops and --timeout must be positive")
+			}
+			var specs []stormCmdSpec
+			if len(args) > 0 {
+				specs = append(specs, stormCmdSpec{argv: args, label: strings.Join(args, " ")})
+			}
+			for _, s := range cmds {
+				spec, err := parseStormCmd(s)
+				if err != nil {
+					return err
+				}
+				specs = append(specs, spec)
+			}
+			if len(specs) == 0 {
+				return usagef("storm: give a command after -- or with --cmd")
+			}
+			sizes := []int{n}
+			if ramp != "" {
+				var err error
+				if sizes, err = parseRamp(ramp); err != nil {
+					return err
+				}
+			}
+			format, _ := a.outFormat()
+			jsonOut := format == "json"
+			var table []stormStats
+			anyFailed := false
+			for _, size := range sizes {
+				cfg := storm.CommandConfig{Loops: loops, Timeout: timeout}
+				total := 0
+				for _, s := range specs {
+					count := s.count
+					if count == 0 {
+						count = size
+					}
+					total += count
+					cfg.Commands = append(cfg.Commands, storm.Command{Argv: s.argv, Count: count})
+				}
+				var finish func()
+				cfg.Progress, finish = a.stormProgress(total * loops)
+				res, err := storm.RunCommands(ctx, cfg)
+				finish()
+				if res == nil {
+					res = &storm.CommandResult{}
+				}
+				st := summarize(size, res)
+				table = append(table, st)
+				if st.failed > 0 {
+					anyFailed = true
+				}
+				a.reportStorm(res, specs, st, verbose, jsonOut, len(sizes) > 1, lines)
+				if err != nil {
+					return fmt.Errorf("storm harness failed at size %d: %w", size, err)
+				}
+			}
+			if len(sizes) > 1 {
+				a.printRamp(table, jsonOut)
+			}
+			if anyFailed {
+				failed := 0
+				for _, st := range table {
+					failed += st.failed
+				}
+				return &codeError{code: exitFailures, msg: fmt.Sprintf("storm: %d cop(ies) failed", failed)}
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.SetInterspersed(false) // everything after the command is the command's
+	f.IntVarP(&n, "count", "n", 10, "number of copies started at once")
+	f.IntVar(&loops, "loops", 1, "repeat the storm this many times")
+	f.DurationVar(&timeout, "timeout", time.Minute, "kill copies still running this long after the release (they count as failed)")
+	f.StringArrayVar(&cmds, "cmd", nil, "a shell command to run, '[COUNT:]CMD' (repeatable)")
+	f.StringVar(&ramp, "ramp", "", "run at each of these sizes: 50,100,200 (prints a table)")
+	f.BoolVarP(&verbose, "verbose", "v", false, "list every copy, not only the failed ones")
+	f.IntVar(&lines, "stderr-lines", 3, "lines of stderr shown per failed copy")
+	return c
+}
+
+// stormProgress returns the progress callback: a bar on a terminal, a line
+// every 10% otherwise, nothing with --quiet.
+func (a *app) stormProgress(total int) (func(done, total int), func()) {
+	if a.quiet {
+		return nil, func() {}
+	}
+	if isTerminal(a.stderr) {
+		bar := progressbar.NewOptions(total, progressbar.OptionSetWriter(a.stderr),
+			progressbar.OptionSetDescription("storm"), progressbar.OptionShowCount(),
+			progressbar.OptionClearOnFinish())
+		return func(done, _ int) { _ = bar.Set(done) }, func() { _ = bar.Finish() }
+	}
+	step := max(total/10, 1)
+	return func(done, t int) {
+		if done%step == 0 || done == t {
+			fmt.Fprintf(a.stderr, "storm: %d/%d done\n", done, t)
+		}
+	}, func() {}
+}
+
+func (a *app) reportStorm(res *storm.CommandResult, specs []stormCmdSpec, st stormStats, verbose, jsonOut, ramp bool, lines int) {
+	w := a.stdout
+	if jsonOut {
+		rw := &rowWriter{format: "json", w: w,
+			cols: []string{"size", "loop", "task", "command", "pid", "exit", "duration_ms", "timed_out", "error", "stderr"}}
+		for _, l := range res.Loops {
+			for _, p := range l.Procs {
+				_ = rw.writeRow([]any{st.size, l.Loop, p.Task, p.Command, p.Pid, p.ExitCode,
+					float64(p.Duration.Microseconds()) / 1000, p.TimedOut, p.Err, p.Stderr})
+			}
+		}
+		return
+	}
+	for _, l := range res.Loops {
+		fmt.Fprintf(w, "storm: %d copies, loop %d/%d: released with skew %s, wall %s\n",
+			len(l.Procs), l.Loop+1, len(res.Loops), ms(l.Skew), ms(l.Wall))
+		for ci, spec := range specs {
+			var ok, failed int
+			codes := map[int]int{}
+			var durs []time.Duration
+			for _, p := range l.Procs {
+				if p.Command != ci {
+					continue
+				}
+				if p.Failed() {
+					failed++
+				} else {
+					ok++
+				}
+				codes[p.ExitCode]++
+				durs = append(durs, p.Duration)
+			}
+			slices.Sort(durs)
+			var cs []string
+			for _, code := range slices.Sorted(mapKeys(codes)) {
+				cs = append(cs, fmt.Sprintf("%d×%d", code, codes[code]))
+			}
+			p50, p99, mx := time.Duration(0), time.Duration(0), time.Duration(0)
+			if len(durs) > 0 {
+				p50, p99, mx = durs[(len(durs)-1)/2], durs[(len(durs)-1)*99/100], durs[len(durs)-1]
+			}
+			fmt.Fprintf(w, "  [%d] %s: %d ok, %d failed; exit codes %s; p50 %s p99 %s max %s\n",
+				ci, spec.label, ok, failed, strings.Join(cs, " "), ms(p50), ms(p99), ms(mx))
+		}
+		for _, p := range l.Procs {
+			if !verbose && !p.Failed() {
+				continue
+			}
+			status := "ok"
+			switch {
+			case p.TimedOut:
+				status = "TIMEOUT (killed)"
+			case p.Err != "":
+				status = "FAILED: " + p.Err
+			case p.ExitCode != 0:
+				status = "FAILED"
+			}
+			fmt.Fprintf(w, "  task %d [%d] pid %d exit %d after %s: %s\n", p.Task, p.Command, p.Pid, p.ExitCode, ms(p.Duration), status)
+			if p.Failed() {
+				for _, line := range firstLines(p.Stderr, lines) {
+					fmt.Fprintf(w, "      | %s\n", line)
+				}
+			}
+		}
+	}
+}
+
+func mapKeys(m map[int]int) func(yield func(int) bool) {
+	return func(yield func(int) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func (a *app) printRamp(table []stormStats, jsonOut bool) {
+	if jsonOut {
+		rw := &rowWriter{format: "json", w: a.stdout,
+			cols: []string{"ramp_size", "procs", "failed", "timed_out", "wall_ms", "p50_ms", "p99_ms", "max_ms", "skew_ms"}}
+		for _, st := range table {
+			_ = rw.writeRow([]any{st.size, st.procs, st.failed, st.timedOut, msf(st.wall), msf(st.p50), msf(st.p99), msf(st.max), msf(st.skew)})
+		}
+		return
+	}
+	fmt.Fprintln(a.stdout)
+	writeRampTable(a.stdout, table)
+}
+
+func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func writeRampTable(w io.Writer, table []stormStats) {
+	fmt.Fprintf(w, "%8s %8s %8s %10s %10s %10s %10s %9s\n", "SIZE", "PROCS", "FAILED", "WALL", "P50", "P99", "MAX", "SKEW")
+	for _, st := range table {
+		fmt.Fprintf(w, "%8d %8d %8d %10s %10s %10s %10s %9s\n", st.size, st.procs, st.failed,
+			ms(st.wall), ms(st.p50), ms(st.p99), ms(st.max), ms(st.skew))
+	}
+}

@@ -1,0 +1,28 @@
+package psbase
+
+import (
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// lockCheckFS reports whether dir is on a network or FUSE file system, whose
+// locks cannot be trusted (T12), by the statfs f_fstypename.
+func lockCheckFS(dir string) (name string, unsafe bool) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return "", false
+	}
+	name = unix.ByteSliceToString(st.Fstypename[:])
+	switch {
+	case name == "nfs", name == "smbfs", name == "afpfs", name == "webdav",
+		name == "cifs", name == "ftp", name == "9p",
+		strings.Contains(name, "fuse"):
+		return name, true
+	}
+	return name, false
+}
+
+// lockSystemHolders: macOS does not list flock holders.
+func lockSystemHolders(os.FileInfo) ([]LockHolder, bool) { return nil, false }

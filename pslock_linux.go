@@ -1,0 +1,54 @@
+package psbase
+
+import (
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// lockCheckFS reports whether dir is on a file system in lockUnsafeFS.
+func lockCheckFS(dir string) (name string, unsafe bool) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return "", false
+	}
+	name = lockFSName(uint32(st.Type))
+	return name, name != ""
+}
+
+// lockSystemHolders lists the flock holders and waiters of the file fi from
+// /proc/locks, with their command lines. ok is false when /proc/locks
+// cannot be read.
+func lockSystemHolders(fi os.FileInfo) (holders []LockHolder, ok bool) {
+	dev, ino, idOK := lockFileID(fi)
+	if !idOK {
+		return nil, false
+	}
+	text, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return nil, false
+	}
+	holders = parseProcLocks(text, unix.Major(dev), unix.Minor(dev), ino)
+	for i := range holders {
+		if holders[i].PID > 0 {
+			holders[i].Command = lockCmdline(holders[i].PID)
+		}
+	}
+	return holders, true
+}
+
+// lockCmdline returns the command line of pid, arguments separated by spaces.
+func lockCmdline(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return ""
+	}
+	s := strings.TrimRight(string(b), "\x00")
+	s = strings.ReplaceAll(s, "\x00", " ")
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
