@@ -155,8 +155,11 @@ func (tx *Tx) createIndex(field string, unique bool, progress func(done, total i
 	if err != nil {
 		return err
 	}
+	// Gather every entry, sort, then put them in key order: bbolt splits
+	// nodes only at commit, so puts in random order inside one large
+	// transaction memmove an ever larger leaf (quadratic); appends do not.
 	total := int(u64(tx.meta.Get(keyCount)))
-	done := 0
+	keys := make([][]byte, 0, total)
 	only := map[string]bool{field: true}
 	c := tx.records.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -164,22 +167,23 @@ func (tx *Tx) createIndex(field string, unique bool, progress func(done, total i
 		if err != nil {
 			return err
 		}
-		val := rec.Values[field]
-		if unique && val != nil {
-			if other, ok := firstWithPrefix(b, orderKey(nil, f.Type, val)); ok {
-				return errorf(ErrDuplicate, "cannot build unique index on %q: value %s is held by records %d and %d", field, shortValue(val), other, rec.ID)
-			}
+		keys = append(keys, entryKey(f, rec.Values[field], rec.ID))
+		if progress != nil && len(keys)%progressEvery == 0 {
+			callUser(func() int { progress(len(keys), total); return 0 })
 		}
-		if err := b.Put(entryKey(f, val, rec.ID), []byte{}); err != nil {
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	for i, k := range keys {
+		if unique && i > 0 && k[0] != keyNull && bytes.Equal(k[:len(k)-8], keys[i-1][:len(keys[i-1])-8]) {
+			return errorf(ErrDuplicate, "cannot build unique index on %q: records %d and %d hold the same value",
+				field, u64(keys[i-1][len(keys[i-1])-8:]), u64(k[len(k)-8:]))
+		}
+		if err := b.Put(k, []byte{}); err != nil {
 			return err
-		}
-		done++
-		if progress != nil && done%progressEvery == 0 {
-			callUser(func() int { progress(done, total); return 0 })
 		}
 	}
 	if progress != nil {
-		callUser(func() int { progress(done, total); return 0 })
+		callUser(func() int { progress(len(keys), total); return 0 })
 	}
 	sch := tx.sch.clone()
 	sch.Indexes = append(sch.Indexes, indexDef{Field: field, Num: f.Num, Unique: unique})
@@ -452,24 +456,24 @@ func (tx *Tx) indexScan(cq *compiledQuery, emit func(Record) (bool, error)) (boo
 		return emit(rec)
 	}
 	c := b.Cursor()
-	if !p.desc {
-		for _, r := range p.ranges {
-			var k []byte
-			if r.lo == nil {
-				k, _ = c.First()
-			} else {
-				k, _ = c.Seek(r.lo)
-			}
-			for ; k != nil && (r.hi == nil || bytes.Compare(k, r.hi) < 0); k, _ = c.Next() {
-				if len(k) < 9 {
-					return true, errorf(ErrCorrupt, "index %q has a short key %x", p.field.Name, k)
-				}
-				if more, err := visit(u64(k[len(k)-8:])); err != nil || !more {
-					return true, err
-				}
+	switch {
+	case !p.ordered && p.access != "eq":
+		// The result is in ID order unless the query sorts: gather the
+		// IDs the ranges hold, then visit them sorted.
+		var ids []uint64
+		err := walkAsc(c, p, func(id uint64) (bool, error) { ids = append(ids, id); return true, nil })
+		if err != nil {
+			return true, err
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
+			if more, err := visit(id); err != nil || !more {
+				return true, err
 			}
 		}
 		return true, nil
+	case !p.desc:
+		return true, walkAsc(c, p, visit)
 	}
 	// Backwards: equal values still come out in ascending ID order (the
 	// tie order of every Select), so collect each run of equal values and
@@ -513,6 +517,28 @@ func (tx *Tx) indexScan(cq *compiledQuery, emit func(Record) (bool, error)) (boo
 		}
 	}
 	return true, nil
+}
+
+// walkAsc calls fn with the ID of every entry in the plan's ranges, in key
+// order, until fn returns false.
+func walkAsc(c *bolt.Cursor, p *indexPlan, fn func(id uint64) (bool, error)) error {
+	for _, r := range p.ranges {
+		var k []byte
+		if r.lo == nil {
+			k, _ = c.First()
+		} else {
+			k, _ = c.Seek(r.lo)
+		}
+		for ; k != nil && (r.hi == nil || bytes.Compare(k, r.hi) < 0); k, _ = c.Next() {
+			if len(k) < 9 {
+				return errorf(ErrCorrupt, "index %q has a short key %x", p.field.Name, k)
+			}
+			if more, err := fn(u64(k[len(k)-8:])); err != nil || !more {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // checkIndexes verifies every index against the records: one entry per
