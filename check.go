@@ -124,7 +124,7 @@ func (s *Store) checkTx(btx *bolt.Tx, rep *CheckReport) {
 				continue
 			}
 			if _, err := decodeRecord(sch, id, v, nil); err != nil {
-				rep.add(id, "", "%v", err)
+				rep.add(id, "", "%s", recordCause(err, id))
 			}
 		}
 	}()
@@ -135,4 +135,11 @@ func (s *Store) checkTx(btx *bolt.Tx, rep *CheckReport) {
 		rep.add(0, "", "ID sequence %d is below the largest ID %d (IDs would be reused)", seq, maxID)
 	}
 	s.checkIndexes(btx, sch, rep)
+}
+
+// recordCause trims "store is corrupt: record N: " from a record's error,
+// since a Problem names the record itself.
+func recordCause(err error, id uint64) string {
+	msg := strings.TrimPrefix(err.Error(), ErrCorrupt.Error()+": ")
+	return strings.TrimPrefix(msg, fmt.Sprintf("record %d: ", id))
 }

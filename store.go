@@ -52,6 +52,9 @@ type Store struct {
 // returns ErrExists, unless WithOverwrite is given. The directory must exist.
 func Create(ctx context.Context, path string, fields []Field, opts ...Option) (*Store, error) {
 	cfg := newConfig(opts)
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
 	sch, err := newSchema(fields)
 	if err != nil {
 		return nil, wrapErr("create", path, err)
@@ -81,6 +84,9 @@ func Create(ctx context.Context, path string, fields []Field, opts ...Option) (*
 // created; of many processes racing to open-or-create, exactly one creates.
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	cfg := newConfig(opts)
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
 	var createSchema *schema
 	if cfg.create != nil {
 		sch, err := newSchema(cfg.create)

@@ -85,6 +85,7 @@ A missing record exits with code 3.`,
 			var rec psbase.Record
 			var fields []psbase.Field
 			err = s.View(ctx, func(tx *psbase.Tx) error {
+				var err error
 				fields = tx.Schema()
 				si := newSchemaIndex(fields)
 				for _, name := range args[2:] {
@@ -154,6 +155,7 @@ func (a *app) selectCmd() *cobra.Command {
 			var cols []string
 			var plan psbase.Plan
 			err = s.View(ctx, func(tx *psbase.Tx) error {
+				var err error
 				si := newSchemaIndex(tx.Schema())
 				q := psbase.Query{Limit: limit, Offset: offset}
 				if q.Where, err = si.parseFilters(args[1:]); err != nil {
