@@ -32,6 +32,7 @@ type config struct {
 	allowNetworkFS bool
 	protocol       lockProtocol
 	noSync         bool
+	lazyOpen       bool
 }
 
 func newConfig(opts []Option) config {
@@ -86,3 +87,11 @@ func WithBoltTimeout(d time.Duration) Option { return func(c *config) { c.boltTi
 // power loss or kernel crash may lose recent ones or corrupt the file; a
 // crash of the process alone loses nothing. For tests and throw-away data.
 func WithNoSync() Option { return func(c *config) { c.noSync = true } }
+
+// WithLazyOpen makes Open skip its check of the file under the lock: Open
+// then only sees that the path exists and is a file, and a file that is not
+// a psbase store is reported (ErrCorrupt) by the first operation instead.
+// Every operation checks the format under its own lock anyway, so this is
+// safe; it halves the lock traffic of one-shot processes (a cron job or CLI
+// call that opens, does one thing and exits).
+func WithLazyOpen() Option { return func(c *config) { c.lazyOpen = true } }

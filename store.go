@@ -118,7 +118,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 			}
 			return s.verify(false)
 		})
-	} else {
+	} else if !cfg.lazyOpen {
 		err = s.shared(ctx, "open", func() error { return s.verify(true) })
 	}
 	if err != nil {

@@ -819,3 +819,30 @@ func TestCorruptRecordDetected(t *testing.T) {
 		t.Fatalf("select over corrupt record: %v", err)
 	}
 }
+
+func TestLazyOpen(t *testing.T) {
+	ctx := context.Background()
+	s, path := newTestStore(t)
+	id := mustInsert(t, s, Values{"name": "a"})
+	lazy, err := Open(ctx, path, WithLazyOpen())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := lazy.Get(ctx, id); err != nil || r.Values["name"] != "a" {
+		t.Fatalf("lazy get: %v %v", r, err)
+	}
+	// Not a store: Open succeeds lazily, the first operation says ErrCorrupt.
+	junk := filepath.Join(t.TempDir(), "junk.db")
+	_ = os.WriteFile(junk, []byte("not a store at all, just some text"), 0o644)
+	j, err := Open(ctx, junk, WithLazyOpen())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Len(ctx); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("first op on junk: %v", err)
+	}
+	// A missing path is still ErrNotExist at Open.
+	if _, err := Open(ctx, junk+".missing", WithLazyOpen()); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("lazy open of a missing store: %v", err)
+	}
+}

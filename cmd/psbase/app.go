@@ -163,9 +163,12 @@ func (a *app) opts() []psbase.Option {
 	return []psbase.Option{psbase.WithLockTimeout(a.timeout)}
 }
 
-// open opens an existing store.
+// open opens an existing store. One command is one process doing one
+// operation, so Open skips its own check of the file (WithLazyOpen): the
+// operation checks the format under its lock anyway, and a storm of cron
+// jobs takes the lock once per command instead of twice.
 func (a *app) open(ctx context.Context, path string) (*psbase.Store, error) {
-	return psbase.Open(ctx, path, a.opts()...)
+	return psbase.Open(ctx, path, append(a.opts(), psbase.WithLazyOpen())...)
 }
 
 // infof writes an informational line to stderr unless --quiet.
