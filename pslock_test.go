@@ -729,7 +729,10 @@ func TestLockHoldersLive(t *testing.T) {
 		if hs, err = LockHolders(db); err != nil {
 			t.Fatal(err)
 		}
-		if len(hs) == 2 && slices.ContainsFunc(hs, func(h LockHolder) bool { return h.Waiting }) {
+		// Until the waiter is queued and the holder's record (written once
+		// the hold passes lockRecordDelay) is merged in.
+		if len(hs) == 2 && slices.ContainsFunc(hs, func(h LockHolder) bool { return h.Waiting }) &&
+			slices.ContainsFunc(hs, func(h LockHolder) bool { return !h.Waiting && h.Op != "" }) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -274,8 +274,10 @@ func (s *Store) openBolt(write bool) (*bolt.DB, error) {
 		NoSync:   s.cfg.noSync,
 		OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
 			f, err := os.OpenFile(name, flag&^os.O_CREATE, mode)
-			if err != nil {
-				return nil, err
+			if err != nil || !write {
+				// Read-only: bbolt cannot initialize the file (its write
+				// fails); classifyOpenError tells an empty file then.
+				return f, err
 			}
 			fi, err := f.Stat()
 			if err == nil && fi.IsDir() {
@@ -293,6 +295,9 @@ func (s *Store) openBolt(write bool) (*bolt.DB, error) {
 	}
 	db, err := bolt.Open(s.path, s.cfg.fileMode, opts)
 	if err != nil {
+		if fi, serr := os.Stat(s.path); serr == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+			return nil, errorf(ErrCorrupt, "not a psbase store: the file is empty")
+		}
 		return nil, s.classifyOpenError(err)
 	}
 	return db, nil

@@ -317,9 +317,13 @@ func (rep *report) markdown(charts []string) string {
 			if len(note) > 160 {
 				note = note[:157] + "..."
 			}
-			p("| %s | %.0f | %s | %.2f | %.2f | %.2f | %s | %d | %d..%d (%.2f) | %.2f | %s |\n",
+			fair := fmt.Sprintf("%d..%d (%.2f)", m.FairMin, m.FairMax, m.Jain)
+			if c.Ops == 1 {
+				fair = "–" // one operation per process: nothing to share
+			}
+			p("| %s | %.0f | %s | %.2f | %.2f | %.2f | %s | %d | %s | %.2f | %s |\n",
 				s.System, m.OpsPerSec, ratio(s.Speedup), m.P50Us/1e3, m.P99Us/1e3, m.MaxUs/1e3, ratio(s.P99Ratio),
-				s.TotalFailures, m.FairMin, m.FairMax, m.Jain, m.CPUSec, note)
+				s.TotalFailures, fair, m.CPUSec, note)
 		}
 		p("\n")
 	}
