@@ -244,3 +244,6 @@ func ccOnly(t *testing.T, res *storm.Result) *storm.LoopResult {
 	}
 	return res.Loops[0]
 }
+
+// ccJSON decodes a JSON value (a history input or output, a task result).
+func ccJSON(raw []byte, v any) error { return json.Unmarshal(raw, v) }
