@@ -1,3 +1,5 @@
+//go:build unix
+
 package psbase_test
 
 // Benchmarks that put psbase next to its floor in the same run: the same
