@@ -242,3 +242,17 @@ func rangeArgs(lo, hi int, what string) cobra.PositionalArgs {
 		return nil
 	}
 }
+
+// withStore adapts a command body that works on the store named by the first
+// argument: it opens the store (lazily, see open) and hands it over with the
+// command's context.
+func (a *app) withStore(fn func(ctx context.Context, s *psbase.Store, args []string) error) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, args []string) error {
+		ctx := c.Context()
+		s, err := a.open(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		return fn(ctx, s, args)
+	}
+}

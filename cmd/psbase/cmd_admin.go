@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,12 +22,7 @@ every index. Prints "ok" and the counts, or every problem found (one per line)
 and exits with code 7.`,
 		Example: `  psbase check jobs.db || mail -s "jobs.db is damaged" ops@example.com`,
 		Args:    exactArgs(1, "DB"),
-		RunE: func(c *cobra.Command, args []string) error {
-			ctx := c.Context()
-			s, err := a.open(ctx, args[0])
-			if err != nil {
-				return err
-			}
+		RunE: a.withStore(func(ctx context.Context, s *psbase.Store, args []string) error {
 			rep, err := s.Check(ctx)
 			if err != nil && !errors.Is(err, psbase.ErrCorrupt) {
 				return err
@@ -54,7 +50,7 @@ and exits with code 7.`,
 				return &codeError{code: exitCorrupt, msg: fmt.Sprintf("check %s: %d problem(s)", args[0], len(rep.Problems))}
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -67,12 +63,7 @@ old one, under the exclusive lock (other processes wait, then carry on with
 the new file). Prints the sizes before and after.`,
 		Example: `  psbase cleanup jobs.db`,
 		Args:    exactArgs(1, "DB"),
-		RunE: func(c *cobra.Command, args []string) error {
-			ctx := c.Context()
-			s, err := a.open(ctx, args[0])
-			if err != nil {
-				return err
-			}
+		RunE: a.withStore(func(ctx context.Context, s *psbase.Store, args []string) error {
 			res, err := s.Cleanup(ctx)
 			if err != nil {
 				return err
@@ -84,7 +75,7 @@ the new file). Prints the sizes before and after.`,
 			_, err = fmt.Fprintf(a.stdout, "compacted: %d -> %d bytes (reclaimed %d), %d record(s)\n",
 				res.Before, res.After, res.Reclaimed, res.Records)
 			return err
-		},
+		}),
 	}
 }
 
@@ -95,12 +86,7 @@ func (a *app) statsCmd() *cobra.Command {
 		Example: `  psbase stats jobs.db
   psbase stats jobs.db --json | jq .records`,
 		Args: exactArgs(1, "DB"),
-		RunE: func(c *cobra.Command, args []string) error {
-			ctx := c.Context()
-			s, err := a.open(ctx, args[0])
-			if err != nil {
-				return err
-			}
+		RunE: a.withStore(func(ctx context.Context, s *psbase.Store, args []string) error {
 			st, err := s.Stats(ctx)
 			if err != nil {
 				return err
@@ -122,7 +108,7 @@ func (a *app) statsCmd() *cobra.Command {
 				}
 			}
 			return w.flush()
-		},
+		}),
 	}
 }
 

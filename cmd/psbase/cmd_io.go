@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -185,14 +186,9 @@ export always writes JSON lines; for CSV use "psbase select DB --csv".
 		Example: `  psbase export jobs.db > jobs.jsonl
   psbase export jobs.db 'runs>=5' | jq .name`,
 		Args: minArgs(1, "DB [FILTER...]"),
-		RunE: func(c *cobra.Command, args []string) error {
-			ctx := c.Context()
-			s, err := a.open(ctx, args[0])
-			if err != nil {
-				return err
-			}
+		RunE: a.withStore(func(ctx context.Context, s *psbase.Store, args []string) error {
 			bw := bufio.NewWriterSize(a.stdout, 64<<10)
-			err = s.View(ctx, func(tx *psbase.Tx) error {
+			err := s.View(ctx, func(tx *psbase.Tx) error {
 				si := newSchemaIndex(tx.Schema())
 				names := fieldNames(si.fields)
 				w := &rowWriter{format: "json", cols: recordCols(names), w: bw}
@@ -220,6 +216,6 @@ export always writes JSON lines; for CSV use "psbase select DB --csv".
 				err = ferr
 			}
 			return err
-		},
+		}),
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"strconv"
@@ -35,14 +36,9 @@ func (a *app) insertCmd() *cobra.Command {
 		Example: `  id=$(psbase insert jobs.db name=backup runs=0 started=now)
   psbase insert jobs.db name=report note:=null`,
 		Args: minArgs(1, "DB [FIELD=VALUE...]"),
-		RunE: func(c *cobra.Command, args []string) error {
-			ctx := c.Context()
-			s, err := a.open(ctx, args[0])
-			if err != nil {
-				return err
-			}
+		RunE: a.withStore(func(ctx context.Context, s *psbase.Store, args []string) error {
 			var id uint64
-			err = s.Txn(ctx, func(tx *psbase.Tx) error {
+			err := s.Txn(ctx, func(tx *psbase.Tx) error {
 				vals, err := newSchemaIndex(tx.Schema()).parseAssignments(args[1:])
 				if err != nil {
 					return err
@@ -55,7 +51,7 @@ func (a *app) insertCmd() *cobra.Command {
 			}
 			_, err = fmt.Fprintln(a.stdout, id)
 			return err
-		},
+		}),
 	}
 }
 
@@ -210,14 +206,9 @@ func (a *app) countCmd() *cobra.Command {
 		Example: `  psbase count jobs.db
   psbase count jobs.db 'runs>=5' 'note is not null'`,
 		Args: minArgs(1, "DB [FILTER...]"),
-		RunE: func(c *cobra.Command, args []string) error {
-			ctx := c.Context()
-			s, err := a.open(ctx, args[0])
-			if err != nil {
-				return err
-			}
+		RunE: a.withStore(func(ctx context.Context, s *psbase.Store, args []string) error {
 			var n int
-			err = s.View(ctx, func(tx *psbase.Tx) error {
+			err := s.View(ctx, func(tx *psbase.Tx) error {
 				where, err := newSchemaIndex(tx.Schema()).parseFilters(args[1:])
 				if err != nil {
 					return err
@@ -230,7 +221,7 @@ func (a *app) countCmd() *cobra.Command {
 			}
 			_, err = fmt.Fprintln(a.stdout, n)
 			return err
-		},
+		}),
 	}
 }
 

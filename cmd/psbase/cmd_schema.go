@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"github.com/psbase/psbase"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -61,12 +62,7 @@ index (unique, index or empty).`,
 		Example: `  psbase schema jobs.db
   psbase schema jobs.db --json`,
 		Args: exactArgs(1, "DB"),
-		RunE: func(c *cobra.Command, args []string) error {
-			ctx := c.Context()
-			s, err := a.open(ctx, args[0])
-			if err != nil {
-				return err
-			}
+		RunE: a.withStore(func(ctx context.Context, s *psbase.Store, args []string) error {
 			fields, err := s.Schema(ctx)
 			if err != nil {
 				return err
@@ -85,7 +81,7 @@ index (unique, index or empty).`,
 				}
 			}
 			return w.flush()
-		},
+		}),
 	}
 }
 
@@ -128,18 +124,13 @@ func (a *app) dropFieldCmd() *cobra.Command {
 the same name. An index on it is dropped. The last field cannot be dropped.`,
 		Example: `  psbase drop-field jobs.db note`,
 		Args:    exactArgs(2, "DB FIELD"),
-		RunE: func(c *cobra.Command, args []string) error {
-			ctx := c.Context()
-			s, err := a.open(ctx, args[0])
-			if err != nil {
-				return err
-			}
+		RunE: a.withStore(func(ctx context.Context, s *psbase.Store, args []string) error {
 			if err := s.DropField(ctx, args[1]); err != nil {
 				return err
 			}
 			a.infof("dropped field %s", args[1])
 			return nil
-		},
+		}),
 	}
 }
 
@@ -152,12 +143,7 @@ func (a *app) setDefaultCmd() *cobra.Command {
 		Example: `  psbase set-default jobs.db runs=1
   psbase set-default jobs.db note:=null`,
 		Args: exactArgs(2, "DB FIELD=VALUE"),
-		RunE: func(c *cobra.Command, args []string) error {
-			ctx := c.Context()
-			s, err := a.open(ctx, args[0])
-			if err != nil {
-				return err
-			}
+		RunE: a.withStore(func(ctx context.Context, s *psbase.Store, args []string) error {
 			// Parsed against the schema read now; if another process
 			// changes the field's type in between, SetDefault refuses the
 			// value with a schema error (exit 2), changing nothing.
@@ -174,7 +160,7 @@ func (a *app) setDefaultCmd() *cobra.Command {
 			}
 			a.infof("default of %s set", name)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -190,12 +176,7 @@ a terminal.`,
 		Example: `  psbase create-index jobs.db name --unique
   psbase create-index jobs.db tag`,
 		Args: exactArgs(2, "DB FIELD"),
-		RunE: func(c *cobra.Command, args []string) error {
-			ctx := c.Context()
-			s, err := a.open(ctx, args[0])
-			if err != nil {
-				return err
-			}
+		RunE: a.withStore(func(ctx context.Context, s *psbase.Store, args []string) error {
 			var bar *progressbar.ProgressBar
 			var progress func(done, total int)
 			if !a.quiet && isTerminal(a.stderr) {
@@ -208,7 +189,7 @@ a terminal.`,
 					_ = bar.Set(done)
 				}
 			}
-			err = s.CreateIndex(ctx, args[1], unique, progress)
+			err := s.CreateIndex(ctx, args[1], unique, progress)
 			if bar != nil {
 				_ = bar.Finish()
 			}
@@ -221,7 +202,7 @@ a terminal.`,
 			}
 			a.infof("created %s on %s", kind, args[1])
 			return nil
-		},
+		}),
 	}
 	c.Flags().BoolVar(&unique, "unique", false, "refuse two records with the same value")
 	return c
@@ -233,17 +214,12 @@ func (a *app) dropIndexCmd() *cobra.Command {
 		Short:   "Remove the index on a field",
 		Example: `  psbase drop-index jobs.db tag`,
 		Args:    exactArgs(2, "DB FIELD"),
-		RunE: func(c *cobra.Command, args []string) error {
-			ctx := c.Context()
-			s, err := a.open(ctx, args[0])
-			if err != nil {
-				return err
-			}
+		RunE: a.withStore(func(ctx context.Context, s *psbase.Store, args []string) error {
 			if err := s.DropIndex(ctx, args[1]); err != nil {
 				return err
 			}
 			a.infof("dropped index on %s", args[1])
 			return nil
-		},
+		}),
 	}
 }
