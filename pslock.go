@@ -13,7 +13,8 @@ package psbase
 //  1. an in-process, context-aware RW lock (procLock) keyed by the lock file's
 //     identity, shared by every fileLock of the process;
 //  2. with the turnstile protocol, an exclusive flock on the gate file
-//     <db>.gate, held only while passing to the data lock;
+//     <db>.gate: a reader holds it only while passing to the data lock, a
+//     writer from before it waits for the data lock until it releases it;
 //  3. the flock on <db>.lock itself, on an open file description of its own.
 //
 // See design/locking.md: the numbered traps (T1..T17) below refer to it.
@@ -341,10 +342,11 @@ func lockErr(path string, err error) error {
 	return fmt.Errorf("flock %s: %w", path, err)
 }
 
-// lockHeld is one acquisition's kernel lock: the flock on the data lock file and,
-// for an exclusive holder, the descriptor it writes the holder record with.
+// lockHeld is one acquisition's kernel locks: the flock on the data lock file,
+// a writer's turnstile gate, and the descriptor of the holder record.
 type lockHeld struct {
 	data *flock.Flock
+	gate *flock.Flock // a writer's turnstile gate, released after data
 
 	mu    sync.Mutex  // guards the fields below against the record timer
 	timer *time.Timer // writes the holder record if the hold lasts
@@ -402,20 +404,25 @@ func (l *fileLock) lockKernel(ctx context.Context, pl *procLock, key lockKey, ex
 		}
 	}
 	data, err := l.lockFile(ctx, pl, l.path, &key, excl, !excl)
-	if gate != nil {
-		// Through the turnstile: let the next one in. A writer has held the
-		// gate while it waited for the readers ahead of it to leave.
+	if gate != nil && (err != nil || !excl) {
+		// A reader is through the turnstile: let the next one in.
 		if uerr := gate.Unlock(); uerr != nil && err == nil {
-			if data != nil {
-				_ = data.Unlock()
-			}
+			_ = data.Unlock()
 			return nil, lockErr(l.gatePath, uerr)
 		}
+		gate = nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &lockHeld{data: data}, nil
+	// A writer keeps the gate until it releases the data lock. It has held
+	// the gate while the readers ahead of it left, so no new reader slipped
+	// in (T8); keeping it to the end makes the gate the only queue writers
+	// wait in: the next writer, woken when this one leaves, finds the data
+	// lock free at once. Releasing the gate as soon as the data lock was
+	// taken woke each queued writer twice (gate, then data), which doubled
+	// the lock's CPU cost in a write storm.
+	return &lockHeld{data: data, gate: gate}, nil
 }
 
 // lockFile locks path on a new open file description: first a non-blocking
@@ -581,6 +588,11 @@ func (h *lockHeld) unlock() error {
 	if err := h.data.Unlock(); err != nil { // LOCK_UN and close
 		errs = append(errs, err)
 	}
+	if h.gate != nil {
+		if err := h.gate.Unlock(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -698,7 +710,32 @@ func lockHolders(lockPath string) ([]LockHolder, error) {
 		}
 		return []LockHolder{rec}, nil
 	}
-	return mergeLockRecord(sys, rec, haveRec), nil
+	return mergeGateQueue(mergeLockRecord(sys, rec, haveRec), lockPath), nil
+}
+
+// mergeGateQueue adds the processes queued at the turnstile gate: a writer
+// waits there until the writer before it is done, and every process in line
+// behind a waiting writer waits there too. Each one not already listed as
+// holding the data lock is waiting, for the exclusive mode (readers pass the
+// gate exclusively too, briefly).
+func mergeGateQueue(holders []LockHolder, lockPath string) []LockHolder {
+	gatePath := strings.TrimSuffix(lockPath, ".lock") + ".gate"
+	gfi, err := os.Stat(gatePath)
+	if err != nil {
+		return holders
+	}
+	gate, ok := lockSystemHolders(gfi)
+	if !ok {
+		return holders
+	}
+	for _, g := range gate {
+		if g.PID > 0 && slices.ContainsFunc(holders, func(h LockHolder) bool { return h.PID == g.PID }) {
+			continue // holds (or waits for) the data lock: already listed
+		}
+		g.Waiting, g.Exclusive = true, true
+		holders = append(holders, g)
+	}
+	return holders
 }
 
 // mergeLockRecord fills the recorded op, host and start time into the exclusive
