@@ -591,18 +591,24 @@ func TestLockTimeoutCancel(t *testing.T) {
 	}
 	release()
 	release() // a second call is a no-op
-	// No helper goroutine is left behind.
-	deadline := time.Now().Add(2 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+	// No helper goroutine and no registry entry is left behind. The last
+	// abandoned kernel wait ends on its own once it gets (and drops) the
+	// lock, so wait for both to settle; other goroutines of the test (the
+	// child's I/O copiers) may end meanwhile, so the count alone is not
+	// enough.
+	registry := func() int {
+		procLocks.mu.Lock()
+		defer procLocks.mu.Unlock()
+		return len(procLocks.m)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for (runtime.NumGoroutine() > before || registry() != 0) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if n := runtime.NumGoroutine(); n > before {
 		t.Errorf("goroutines: %d before, %d after", before, n)
 	}
-	procLocks.mu.Lock()
-	left := len(procLocks.m)
-	procLocks.mu.Unlock()
-	if left != 0 {
+	if left := registry(); left != 0 {
 		t.Errorf("registry holds %d entries after all releases", left)
 	}
 }
