@@ -200,7 +200,8 @@ func (s *schema) clone() *schema {
 	return c
 }
 
-// newSchema validates fields and numbers them 1..n.
+// newSchema validates fields, numbers them 1..n and declares the indexes
+// they ask for (Indexed, Unique); the index buckets are made by initFormat.
 func newSchema(fields []Field) (*schema, error) {
 	if len(fields) == 0 {
 		return nil, errorf(ErrSchema, "a schema needs at least one field")
@@ -209,6 +210,10 @@ func newSchema(fields []Field) (*schema, error) {
 	for _, f := range fields {
 		if err := s.addField(f, ""); err != nil {
 			return nil, err
+		}
+		if f.Indexed || f.Unique {
+			d, _ := s.field(f.Name)
+			s.Indexes = append(s.Indexes, indexDef{Field: f.Name, Num: d.Num, Unique: f.Unique})
 		}
 	}
 	return s, nil

@@ -63,11 +63,6 @@ func Create(ctx context.Context, path string, fields []Field, opts ...Option) (*
 	if err != nil {
 		return nil, wrapErr("create", path, err)
 	}
-	for i, f := range fields {
-		if f.Indexed || f.Unique {
-			sch.Indexes = append(sch.Indexes, indexDef{Field: f.Name, Num: sch.Fields[i].Num, Unique: f.Unique})
-		}
-	}
 	err = s.exclusive(ctx, "create", func() error {
 		return s.create(sch, cfg.overwrite)
 	})
@@ -92,11 +87,6 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		sch, err := newSchema(cfg.create)
 		if err != nil {
 			return nil, wrapErr("open", path, err)
-		}
-		for i, f := range cfg.create {
-			if f.Indexed || f.Unique {
-				sch.Indexes = append(sch.Indexes, indexDef{Field: f.Name, Num: sch.Fields[i].Num, Unique: f.Unique})
-			}
 		}
 		createSchema = sch
 	}
