@@ -3,6 +3,7 @@ package psbase
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -156,3 +157,17 @@ func (e *LockTimeoutError) Is(target error) bool { return target == ErrLockTimeo
 
 // Unwrap returns the context's error, so errors.Is(err, context.Canceled) works.
 func (e *LockTimeoutError) Unwrap() error { return e.Err }
+
+// classifyIOError maps a file-system error to a sentinel where one fits.
+func classifyIOError(err error) error {
+	var re runtime.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &re):
+		return errorf(ErrCorrupt, "%v", err)
+	case isPermission(err), isReadOnlyFS(err):
+		return fmt.Errorf("%w: %w", ErrReadOnly, err)
+	}
+	return err
+}

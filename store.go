@@ -8,14 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Store is a handle on a psbase store: one table of records in one bbolt
@@ -117,22 +113,6 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-var errIsDir = errors.New("is a directory, not a store file")
-
-// statStore reports ErrNotExist for a missing path or a directory.
-func statStore(path string) error {
-	fi, err := os.Stat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("%w: no file at %s", ErrNotExist, path)
-	case err != nil:
-		return classifyIOError(err)
-	case fi.IsDir():
-		return fmt.Errorf("%w: %w", ErrNotExist, errIsDir)
-	}
-	return nil
-}
-
 func newStore(path string, cfg config) (*Store, error) {
 	if path == "" {
 		return nil, errorf(ErrNotExist, "empty path")
@@ -155,57 +135,6 @@ func newStore(path string, cfg config) (*Store, error) {
 	}
 	s := &Store{path: abs, cfg: cfg, lock: lk, log: cfg.logger}
 	return s, nil
-}
-
-// create writes a new store file; the exclusive lock is held.
-func (s *Store) create(sch *schema, overwrite bool) error {
-	err := statStore(s.path)
-	switch {
-	case errors.Is(err, errIsDir):
-		return err
-	case err == nil:
-		fi, _ := os.Stat(s.path)
-		if fi != nil && fi.Size() > 0 && !overwrite {
-			return fmt.Errorf("%w: %s (use WithOverwrite to replace it)", ErrExists, s.path)
-		}
-		if err := os.Remove(s.path); err != nil {
-			return classifyIOError(err)
-		}
-	case !errors.Is(err, ErrNotExist):
-		return err
-	}
-	db, err := bolt.Open(s.path, s.cfg.fileMode, &bolt.Options{Timeout: s.cfg.boltTimeout, NoSync: s.cfg.noSync})
-	if err != nil {
-		_ = os.Remove(s.path)
-		return classifyIOError(err)
-	}
-	err = db.Update(func(btx *bolt.Tx) error { return initFormat(btx, sch) })
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = os.Remove(s.path)
-		return classifyIOError(err)
-	}
-	return syncDir(filepath.Dir(s.path))
-}
-
-// verify checks that the file is a psbase store; the lock is held.
-func (s *Store) verify(readOnly bool) error {
-	db, err := s.openBolt(!readOnly)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return withFaultGuard(func() error {
-		return db.View(func(btx *bolt.Tx) error {
-			if err := checkFormat(btx); err != nil {
-				return err
-			}
-			_, err := s.loadSchema(btx.Bucket(bucketMeta))
-			return err
-		})
-	})
 }
 
 // exclusive and shared run fn under the lock without opening the file.
@@ -252,61 +181,6 @@ func (s *Store) acquire(ctx context.Context, op string, exclusive bool) (func(),
 		s.logf(slog.LevelDebug, "waited for lock", "op", op, "waited", waited)
 	}
 	return release, nil
-}
-
-// openBolt opens the database file for one transaction. The file must exist
-// and not be empty: bbolt would silently create or initialize it, and a
-// store destroyed by another process must not come back empty.
-func (s *Store) openBolt(write bool) (*bolt.DB, error) {
-	opts := &bolt.Options{
-		Timeout:  s.cfg.boltTimeout,
-		ReadOnly: !write,
-		NoSync:   s.cfg.noSync,
-		OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
-			f, err := os.OpenFile(name, flag&^os.O_CREATE, mode)
-			if err != nil || !write {
-				// Read-only: bbolt cannot initialize the file (its write
-				// fails); classifyOpenError tells an empty file then.
-				return f, err
-			}
-			fi, err := f.Stat()
-			if err == nil && fi.IsDir() {
-				err = errIsDir
-			}
-			if err == nil && fi.Size() == 0 {
-				err = errorf(ErrCorrupt, "not a psbase store: the file is empty")
-			}
-			if err != nil {
-				f.Close()
-				return nil, err
-			}
-			return f, nil
-		},
-	}
-	db, err := bolt.Open(s.path, s.cfg.fileMode, opts)
-	if err != nil {
-		if fi, serr := os.Stat(s.path); serr == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
-			return nil, errorf(ErrCorrupt, "not a psbase store: the file is empty")
-		}
-		return nil, s.classifyOpenError(err)
-	}
-	return db, nil
-}
-
-func (s *Store) classifyOpenError(err error) error {
-	switch {
-	case errors.Is(err, ErrCorrupt):
-		return err
-	case errors.Is(err, errIsDir):
-		return fmt.Errorf("%w: %w", ErrNotExist, errIsDir)
-	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("%w: %s is gone (destroyed?)", ErrNotExist, s.path)
-	case isBoltTimeout(err):
-		return fmt.Errorf("%w: bbolt's own file lock on %s is held by a program that does not use psbase's lock", ErrLockTimeout, s.path)
-	case isBoltFormatError(err):
-		return errorf(ErrCorrupt, "not a psbase store: %v", err)
-	}
-	return classifyIOError(err)
 }
 
 // begin starts a transaction for op: lock, open, bbolt Begin, schema.
@@ -429,197 +303,8 @@ func (s *Store) Begin(ctx context.Context, writable bool) (*Tx, error) {
 	return tx, nil
 }
 
-// Insert adds one record in its own transaction and returns its ID.
-func (s *Store) Insert(ctx context.Context, v any) (id uint64, err error) {
-	err = s.run(ctx, "insert", true, func(tx *Tx) error {
-		id, err = tx.Insert(v)
-		return err
-	})
-	return id, err
-}
-
-// Get returns the record with that ID, or ErrNotFound.
-func (s *Store) Get(ctx context.Context, id uint64) (rec Record, err error) {
-	err = s.run(ctx, "get", false, func(tx *Tx) error {
-		rec, err = tx.Get(id)
-		return err
-	})
-	return rec, err
-}
-
-// Update applies changes to rec if nobody updated it since it was read (see
-// Tx.Update): ErrConflict otherwise. It returns the record as now stored.
-func (s *Store) Update(ctx context.Context, rec Record, changes any) (out Record, err error) {
-	err = s.run(ctx, "update", true, func(tx *Tx) error {
-		out, err = tx.Update(rec, changes)
-		return err
-	})
-	return out, err
-}
-
-// Delete removes the records with these IDs, all or none (ErrNotFound if one
-// is missing), and returns how many it removed.
-func (s *Store) Delete(ctx context.Context, ids ...uint64) (n int, err error) {
-	err = s.run(ctx, "delete", true, func(tx *Tx) error {
-		n, err = tx.Delete(ids...)
-		return err
-	})
-	return n, err
-}
-
-// Len returns the number of records.
-func (s *Store) Len(ctx context.Context) (n int, err error) {
-	err = s.run(ctx, "len", false, func(tx *Tx) error {
-		n, err = tx.Len()
-		return err
-	})
-	return n, err
-}
-
-// Count returns the number of records matching every filter.
-func (s *Store) Count(ctx context.Context, where ...Filter) (n int, err error) {
-	err = s.run(ctx, "count", false, func(tx *Tx) error {
-		n, err = tx.Count(where...)
-		return err
-	})
-	return n, err
-}
-
-// Select returns the records matching q (see Query).
-func (s *Store) Select(ctx context.Context, q Query) (recs []Record, err error) {
-	err = s.run(ctx, "select", false, func(tx *Tx) error {
-		recs, err = tx.Select(q)
-		return err
-	})
-	return recs, err
-}
-
-// ForEach calls fn for every record in ID order, in constant memory, under
-// one shared lock (writers wait until it returns).
-func (s *Store) ForEach(ctx context.Context, fn func(Record) error) error {
-	return s.run(ctx, "foreach", false, func(tx *Tx) error { return tx.ForEach(fn) })
-}
-
-// Schema returns the table's fields in order.
-func (s *Store) Schema(ctx context.Context) (fields []Field, err error) {
-	err = s.run(ctx, "schema", false, func(tx *Tx) error {
-		fields = tx.Schema()
-		return nil
-	})
-	return fields, err
-}
-
-// AddField adds a field after the field named after ("" = at the end). No
-// record is rewritten: records written before read back f.Default.
-func (s *Store) AddField(ctx context.Context, f Field, after string) error {
-	return s.run(ctx, "add-field", true, func(tx *Tx) error {
-		sch := tx.sch.clone()
-		if err := sch.addField(f, after); err != nil {
-			return err
-		}
-		tx.setSchema(sch)
-		if f.Indexed || f.Unique {
-			return tx.createIndex(f.Name, f.Unique, nil)
-		}
-		return nil
-	})
-}
-
-// DropField removes a field. Its values stay in old records until they are
-// rewritten but can never be read again, even by a later field of the same
-// name (values are keyed by a field number that is never reused). A field
-// with an index loses its index.
-func (s *Store) DropField(ctx context.Context, name string) error {
-	return s.run(ctx, "drop-field", true, func(tx *Tx) error {
-		sch := tx.sch.clone()
-		if sch.index(name) != nil {
-			if err := tx.dropIndex(name); err != nil {
-				return err
-			}
-			sch = tx.sch.clone()
-		}
-		if err := sch.dropField(name); err != nil {
-			return err
-		}
-		tx.setSchema(sch)
-		return nil
-	})
-}
-
-// SetDefault changes (persistently) the default of a field: the value that
-// inserts without it, and records that never stored it, get.
-func (s *Store) SetDefault(ctx context.Context, name string, v any) error {
-	return s.run(ctx, "set-default", true, func(tx *Tx) error {
-		sch := tx.sch.clone()
-		f, err := sch.field(name)
-		if err != nil {
-			return err
-		}
-		if f.Default, err = f.defaultValue(v); err != nil {
-			return err
-		}
-		tx.setSchema(sch)
-		// Records that never stored the field now read the new default:
-		// their index entries must follow.
-		return tx.rebuildIndex(name)
-	})
-}
-
-// setSchema replaces the transaction's schema; Commit persists it.
-func (tx *Tx) setSchema(sch *schema) {
-	tx.sch = sch
-	tx.schemaChanged = true
-}
-
-// Stats describes a store at one instant.
-type Stats struct {
-	Path          string        // the database file
-	Records       int           // number of records
-	FileSize      int64         // bytes on disk
-	FormatVersion int           // on-disk format version
-	Schema        []Field       // fields in order
-	NextID        uint64        // the ID the next Insert gets
-	LastLockWait  time.Duration // how long this handle's last lock acquisition waited
-	Created       time.Time     // when the store was created
-}
-
-// Stats returns the store's size, count and schema, under the shared lock.
-func (s *Store) Stats(ctx context.Context) (st Stats, err error) {
-	err = s.run(ctx, "stats", false, func(tx *Tx) error {
-		st.Path = s.path
-		st.Records = int(u64(tx.meta.Get(keyCount)))
-		st.FormatVersion = FormatVersion
-		st.Schema = tx.sch.public()
-		st.NextID = tx.records.Sequence() + 1
-		st.FileSize = tx.btx.Size()
-		st.Created, _ = time.Parse(time.RFC3339Nano, string(tx.meta.Get(keyCreated)))
-		return nil
-	})
-	st.LastLockWait = time.Duration(s.lastWait.Load())
-	return st, err
-}
-
 func (s *Store) logf(level slog.Level, msg string, args ...any) {
 	if s.log != nil {
 		s.log.Log(context.Background(), level, msg, append([]any{"store", s.path}, args...)...)
 	}
 }
-
-// syncDir fsyncs a directory so a created or renamed entry is durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return classifyIOError(err)
-	}
-	defer d.Close()
-	// Some file systems (and Windows) cannot sync a directory; the rename
-	// is then as durable as the platform makes it.
-	if err := d.Sync(); err != nil && runtime.GOOS != "windows" &&
-		!errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOTSUP) {
-		return classifyIOError(err)
-	}
-	return nil
-}
-
-func isPermission(err error) bool { return errors.Is(err, fs.ErrPermission) }
-func isReadOnlyFS(err error) bool { return errors.Is(err, syscall.EROFS) }

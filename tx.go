@@ -2,10 +2,6 @@ package psbase
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
-	"runtime"
-	"runtime/debug"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
@@ -115,58 +111,6 @@ func (tx *Tx) check(write bool) error {
 		return errorf(ErrReadOnly, "write in a read-only transaction")
 	}
 	return nil
-}
-
-// userPanic carries a panic raised by user code (a Match predicate, a
-// ForEach callback) through guardPanic untouched.
-type userPanic struct{ v any }
-
-// callUser runs user code so that its panic is re-raised as it was, not
-// mistaken for a panic of bbolt on a corrupt file.
-func callUser[T any](fn func() T) T {
-	defer func() {
-		if p := recover(); p != nil {
-			panic(userPanic{p})
-		}
-	}()
-	return fn()
-}
-
-// guardPanic turns a panic inside bbolt (which panics on some corrupt pages)
-// or a memory fault on the mmap (made a panic by debug.SetPanicOnFault) into
-// ErrCorrupt. A user's panic is re-raised.
-func guardPanic(err *error) {
-	p := recover()
-	if p == nil {
-		return
-	}
-	if u, ok := p.(userPanic); ok {
-		panic(u.v)
-	}
-	*err = errorf(ErrCorrupt, "bbolt failed on the file: %v", p)
-}
-
-// withFaultGuard runs fn with memory faults turned into panics, so a
-// truncated or corrupt mmap cannot crash the process (see guardPanic).
-func withFaultGuard(fn func() error) (err error) {
-	old := debug.SetPanicOnFault(true)
-	defer debug.SetPanicOnFault(old)
-	defer guardPanic(&err)
-	return fn()
-}
-
-// classifyIOError maps a file-system error to a sentinel where one fits.
-func classifyIOError(err error) error {
-	var re runtime.Error
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &re):
-		return errorf(ErrCorrupt, "%v", err)
-	case isPermission(err), isReadOnlyFS(err):
-		return fmt.Errorf("%w: %w", ErrReadOnly, err)
-	}
-	return err
 }
 
 // loadSchema reads the schema from the meta bucket, reusing the Store's

@@ -1,0 +1,182 @@
+package psbase
+
+import (
+	"bytes"
+	"context"
+	"slices"
+)
+
+// progressEvery is how many records CreateIndex indexes between progress calls.
+const progressEvery = 1000
+
+// createIndex builds the index on field from every record.
+func (tx *Tx) createIndex(field string, unique bool, progress func(done, total int)) error {
+	if err := tx.check(true); err != nil {
+		return err
+	}
+	f, err := tx.sch.field(field)
+	if err != nil {
+		return err
+	}
+	if tx.sch.index(field) != nil {
+		return errorf(ErrSchema, "field %q is already indexed", field)
+	}
+	root := tx.btx.Bucket(bucketIndexes)
+	if root.Bucket([]byte(field)) != nil {
+		if err := root.DeleteBucket([]byte(field)); err != nil { // a leftover
+			return err
+		}
+	}
+	b, err := root.CreateBucket([]byte(field))
+	if err != nil {
+		return err
+	}
+	// Gather every entry, sort, then put them in key order: bbolt splits
+	// nodes only at commit, so puts in random order inside one large
+	// transaction memmove an ever larger leaf (quadratic); appends do not.
+	total := int(u64(tx.meta.Get(keyCount)))
+	keys := make([][]byte, 0, total)
+	only := map[string]bool{field: true}
+	c := tx.records.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		rec, err := tx.decodeAt(k, v, only)
+		if err != nil {
+			return err
+		}
+		keys = append(keys, entryKey(f, rec.Values[field], rec.ID))
+		if progress != nil && len(keys)%progressEvery == 0 {
+			callUser(func() int { progress(len(keys), total); return 0 })
+		}
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	for i, k := range keys {
+		if unique && i > 0 && k[0] != keyNull && bytes.Equal(k[:len(k)-8], keys[i-1][:len(keys[i-1])-8]) {
+			return errorf(ErrDuplicate, "cannot build unique index on %q: records %d and %d hold the same value",
+				field, u64(keys[i-1][len(keys[i-1])-8:]), u64(k[len(k)-8:]))
+		}
+		if err := b.Put(k, []byte{}); err != nil {
+			return err
+		}
+	}
+	if progress != nil {
+		callUser(func() int { progress(len(keys), total); return 0 })
+	}
+	sch := tx.sch.clone()
+	sch.Indexes = append(sch.Indexes, indexDef{Field: field, Num: f.Num, Unique: unique})
+	tx.setSchema(sch)
+	return nil
+}
+
+// dropIndex removes the index on field.
+func (tx *Tx) dropIndex(field string) error {
+	if err := tx.check(true); err != nil {
+		return err
+	}
+	if tx.sch.index(field) == nil {
+		return errorf(ErrSchema, "field %q has no index", field)
+	}
+	root := tx.btx.Bucket(bucketIndexes)
+	if root.Bucket([]byte(field)) != nil {
+		if err := root.DeleteBucket([]byte(field)); err != nil {
+			return err
+		}
+	}
+	sch := tx.sch.clone()
+	sch.Indexes = slices.DeleteFunc(sch.Indexes, func(ix indexDef) bool { return ix.Field == field })
+	tx.setSchema(sch)
+	return nil
+}
+
+// rebuildIndex rebuilds the index on field (after its default changed, the
+// records that never stored it read back another value).
+func (tx *Tx) rebuildIndex(field string) error {
+	ix := tx.sch.index(field)
+	if ix == nil {
+		return nil
+	}
+	unique := ix.Unique
+	if err := tx.dropIndex(field); err != nil {
+		return err
+	}
+	return tx.createIndex(field, unique, nil)
+}
+
+// CreateIndex builds a secondary index on field, under the exclusive lock in
+// one transaction: either the whole index exists afterwards or none of it.
+// With unique, a second record with the same value is refused with
+// ErrDuplicate (nulls are not indexed, so any number of records may hold
+// null in a unique field). progress, if not nil, is called as records are
+// indexed (done of total). Building fails with ErrDuplicate, changing
+// nothing, when existing records already violate uniqueness.
+func (s *Store) CreateIndex(ctx context.Context, field string, unique bool, progress func(done, total int)) error {
+	return s.run(ctx, "create-index", true, func(tx *Tx) error {
+		return tx.createIndex(field, unique, progress)
+	})
+}
+
+// DropIndex removes the index on field.
+func (s *Store) DropIndex(ctx context.Context, field string) error {
+	return s.run(ctx, "drop-index", true, func(tx *Tx) error { return tx.dropIndex(field) })
+}
+
+// AddField adds a field after the field named after ("" = at the end). No
+// record is rewritten: records written before read back f.Default.
+func (s *Store) AddField(ctx context.Context, f Field, after string) error {
+	return s.run(ctx, "add-field", true, func(tx *Tx) error {
+		sch := tx.sch.clone()
+		if err := sch.addField(f, after); err != nil {
+			return err
+		}
+		tx.setSchema(sch)
+		if f.Indexed || f.Unique {
+			return tx.createIndex(f.Name, f.Unique, nil)
+		}
+		return nil
+	})
+}
+
+// DropField removes a field. Its values stay in old records until they are
+// rewritten but can never be read again, even by a later field of the same
+// name (values are keyed by a field number that is never reused). A field
+// with an index loses its index.
+func (s *Store) DropField(ctx context.Context, name string) error {
+	return s.run(ctx, "drop-field", true, func(tx *Tx) error {
+		sch := tx.sch.clone()
+		if sch.index(name) != nil {
+			if err := tx.dropIndex(name); err != nil {
+				return err
+			}
+			sch = tx.sch.clone()
+		}
+		if err := sch.dropField(name); err != nil {
+			return err
+		}
+		tx.setSchema(sch)
+		return nil
+	})
+}
+
+// SetDefault changes (persistently) the default of a field: the value that
+// inserts without it, and records that never stored it, get.
+func (s *Store) SetDefault(ctx context.Context, name string, v any) error {
+	return s.run(ctx, "set-default", true, func(tx *Tx) error {
+		sch := tx.sch.clone()
+		f, err := sch.field(name)
+		if err != nil {
+			return err
+		}
+		if f.Default, err = f.defaultValue(v); err != nil {
+			return err
+		}
+		tx.setSchema(sch)
+		// Records that never stored the field now read the new default:
+		// their index entries must follow.
+		return tx.rebuildIndex(name)
+	})
+}
+
+// setSchema replaces the transaction's schema; Commit persists it.
+func (tx *Tx) setSchema(sch *schema) {
+	tx.sch = sch
+	tx.schemaChanged = true
+}

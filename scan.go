@@ -1,0 +1,232 @@
+package psbase
+
+import (
+	"bytes"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// indexScan feeds emit the records the plan's index points at (emit applies
+// every filter again); it returns false when there is no plan.
+func (tx *Tx) indexScan(cq *compiledQuery, emit func(Record) (bool, error)) (bool, error) {
+	p := tx.planQuery(cq)
+	if p == nil {
+		return false, nil
+	}
+	b, err := tx.indexBucket(p.field.Name)
+	if err != nil {
+		return true, err
+	}
+	visit := func(id uint64) (bool, error) {
+		data := tx.records.Get(idKey(id))
+		if data == nil {
+			return false, errorf(ErrCorrupt, "index %q points at missing record %d", p.field.Name, id)
+		}
+		rec, err := decodeRecord(tx.sch, id, data, cq.decodeFields)
+		if err != nil {
+			return false, err
+		}
+		return emit(rec)
+	}
+	c := b.Cursor()
+	switch {
+	case !p.ordered && p.access != "eq":
+		// The result is in ID order unless the query sorts: gather the
+		// IDs the ranges hold, then visit them sorted.
+		var ids []uint64
+		err := walkAsc(c, p, func(id uint64) (bool, error) { ids = append(ids, id); return true, nil })
+		if err != nil {
+			return true, err
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
+			if more, err := visit(id); err != nil || !more {
+				return true, err
+			}
+		}
+		return true, nil
+	case !p.desc:
+		return true, walkAsc(c, p, visit)
+	}
+	// Backwards: equal values still come out in ascending ID order (the
+	// tie order of every Select), so collect each run of equal values and
+	// emit it reversed.
+	for i := len(p.ranges) - 1; i >= 0; i-- {
+		r := p.ranges[i]
+		var k []byte
+		if r.hi == nil {
+			k, _ = c.Last()
+		} else if k, _ = c.Seek(r.hi); k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+		var run []uint64
+		var runVal []byte
+		flush := func() (bool, error) {
+			for j := len(run) - 1; j >= 0; j-- {
+				if more, err := visit(run[j]); err != nil || !more {
+					return false, err
+				}
+			}
+			run = run[:0]
+			return true, nil
+		}
+		for ; k != nil && (r.lo == nil || bytes.Compare(k, r.lo) >= 0); k, _ = c.Prev() {
+			if len(k) < 9 {
+				return true, errorf(ErrCorrupt, "index %q has a short key %x", p.field.Name, k)
+			}
+			val := k[:len(k)-8]
+			if runVal != nil && !bytes.Equal(val, runVal) {
+				if more, err := flush(); err != nil || !more {
+					return true, err
+				}
+			}
+			runVal = append(runVal[:0], val...)
+			run = append(run, u64(k[len(k)-8:]))
+		}
+		if more, err := flush(); err != nil || !more {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// walkAsc calls fn with the ID of every entry in the plan's ranges, in key
+// order, until fn returns false.
+func walkAsc(c *bolt.Cursor, p *indexPlan, fn func(id uint64) (bool, error)) error {
+	for _, r := range p.ranges {
+		var k []byte
+		if r.lo == nil {
+			k, _ = c.First()
+		} else {
+			k, _ = c.Seek(r.lo)
+		}
+		for ; k != nil && (r.hi == nil || bytes.Compare(k, r.hi) < 0); k, _ = c.Next() {
+			if len(k) < 9 {
+				return errorf(ErrCorrupt, "index %q has a short key %x", p.field.Name, k)
+			}
+			if more, err := fn(u64(k[len(k)-8:])); err != nil || !more {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Count returns the number of records matching every filter.
+func (tx *Tx) Count(where ...Filter) (n int, err error) {
+	if len(where) == 0 {
+		return tx.Len()
+	}
+	defer guardPanic(&err)
+	if err := tx.check(false); err != nil {
+		return 0, err
+	}
+	cq, err := compileQuery(tx.sch, Query{Where: where})
+	if err != nil {
+		return 0, err
+	}
+	err = tx.scan(cq, func(Record) (bool, error) { n++; return true, nil })
+	return n, err
+}
+
+// ForEach calls fn for every record in ID order, decoding one record at a
+// time, so a table of any size is walked in constant memory. An error from
+// fn stops the walk and is returned. fn runs under the store's lock.
+func (tx *Tx) ForEach(fn func(Record) error) (err error) {
+	defer guardPanic(&err)
+	if err := tx.check(false); err != nil {
+		return err
+	}
+	c := tx.records.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		rec, err := tx.decodeAt(k, v, nil)
+		if err != nil {
+			return err
+		}
+		if err := callUser(func() error { return fn(rec) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Select returns the records matching q, with their ID and Version.
+func (tx *Tx) Select(q Query) (recs []Record, err error) {
+	defer guardPanic(&err)
+	if err := tx.check(false); err != nil {
+		return nil, err
+	}
+	cq, err := compileQuery(tx.sch, q)
+	if err != nil {
+		return nil, err
+	}
+	return tx.selectCompiled(cq)
+}
+
+func (tx *Tx) selectCompiled(cq *compiledQuery) ([]Record, error) {
+	var out []Record
+	if len(cq.order) == 0 || tx.indexOrdered(cq) {
+		// Stream: skip Offset, stop at Limit.
+		skip := cq.q.Offset
+		err := tx.scan(cq, func(r Record) (bool, error) {
+			if skip > 0 {
+				skip--
+				return true, nil
+			}
+			out = append(out, cq.project1(r))
+			return cq.q.Limit == 0 || len(out) < cq.q.Limit, nil
+		})
+		return out, err
+	}
+	err := tx.scan(cq, func(r Record) (bool, error) {
+		out = append(out, r)
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	cq.sortRecords(out)
+	if cq.q.Offset >= len(out) {
+		return nil, nil
+	}
+	out = out[cq.q.Offset:]
+	if cq.q.Limit > 0 && len(out) > cq.q.Limit {
+		out = out[:cq.q.Limit]
+	}
+	for i := range out {
+		out[i] = cq.project1(out[i])
+	}
+	return out, nil
+}
+
+// scan feeds fn every record matching cq, through an index when the planner
+// finds one, else by walking the records bucket. fn returns false to stop.
+func (tx *Tx) scan(cq *compiledQuery, fn func(Record) (bool, error)) error {
+	emit := func(r Record) (bool, error) {
+		if !matchAll(cq.conds, r.Values) {
+			return true, nil
+		}
+		if cq.q.Match != nil && !callUser(func() bool { return cq.q.Match(r) }) {
+			return true, nil
+		}
+		return fn(r)
+	}
+	if done, err := tx.indexScan(cq, emit); done || err != nil {
+		return err
+	}
+	c := tx.records.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		rec, err := tx.decodeAt(k, v, cq.decodeFields)
+		if err != nil {
+			return err
+		}
+		more, err := emit(rec)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,147 @@
+package psbase
+
+import (
+	"context"
+	"time"
+)
+
+// Upsert inserts v, or updates the record whose unique key field equals v's
+// value of it, atomically under one exclusive lock: it is the cure for the
+// check-then-insert race (two importers both see "no row" and both insert).
+// key must have a unique index. It returns the record's ID and whether it
+// was inserted.
+func (s *Store) Upsert(ctx context.Context, key string, v any) (id uint64, inserted bool, err error) {
+	err = s.run(ctx, "upsert", true, func(tx *Tx) error {
+		id, inserted, err = tx.Upsert(key, v)
+		return err
+	})
+	return id, inserted, err
+}
+
+// GetBy returns the record whose uniquely indexed field equals value, or
+// ErrNotFound.
+func (s *Store) GetBy(ctx context.Context, field string, value any) (rec Record, err error) {
+	err = s.run(ctx, "get-by", false, func(tx *Tx) error {
+		rec, err = tx.GetBy(field, value)
+		return err
+	})
+	return rec, err
+}
+
+// Explain returns how Select would run q: through which index, or by a full
+// scan.
+func (s *Store) Explain(ctx context.Context, q Query) (plan Plan, err error) {
+	err = s.run(ctx, "explain", false, func(tx *Tx) error {
+		plan, err = tx.Explain(q)
+		return err
+	})
+	return plan, err
+}
+
+// Insert adds one record in its own transaction and returns its ID.
+func (s *Store) Insert(ctx context.Context, v any) (id uint64, err error) {
+	err = s.run(ctx, "insert", true, func(tx *Tx) error {
+		id, err = tx.Insert(v)
+		return err
+	})
+	return id, err
+}
+
+// Get returns the record with that ID, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, id uint64) (rec Record, err error) {
+	err = s.run(ctx, "get", false, func(tx *Tx) error {
+		rec, err = tx.Get(id)
+		return err
+	})
+	return rec, err
+}
+
+// Update applies changes to rec if nobody updated it since it was read (see
+// Tx.Update): ErrConflict otherwise. It returns the record as now stored.
+func (s *Store) Update(ctx context.Context, rec Record, changes any) (out Record, err error) {
+	err = s.run(ctx, "update", true, func(tx *Tx) error {
+		out, err = tx.Update(rec, changes)
+		return err
+	})
+	return out, err
+}
+
+// Delete removes the records with these IDs, all or none (ErrNotFound if one
+// is missing), and returns how many it removed.
+func (s *Store) Delete(ctx context.Context, ids ...uint64) (n int, err error) {
+	err = s.run(ctx, "delete", true, func(tx *Tx) error {
+		n, err = tx.Delete(ids...)
+		return err
+	})
+	return n, err
+}
+
+// Len returns the number of records.
+func (s *Store) Len(ctx context.Context) (n int, err error) {
+	err = s.run(ctx, "len", false, func(tx *Tx) error {
+		n, err = tx.Len()
+		return err
+	})
+	return n, err
+}
+
+// Count returns the number of records matching every filter.
+func (s *Store) Count(ctx context.Context, where ...Filter) (n int, err error) {
+	err = s.run(ctx, "count", false, func(tx *Tx) error {
+		n, err = tx.Count(where...)
+		return err
+	})
+	return n, err
+}
+
+// Select returns the records matching q (see Query).
+func (s *Store) Select(ctx context.Context, q Query) (recs []Record, err error) {
+	err = s.run(ctx, "select", false, func(tx *Tx) error {
+		recs, err = tx.Select(q)
+		return err
+	})
+	return recs, err
+}
+
+// ForEach calls fn for every record in ID order, in constant memory, under
+// one shared lock (writers wait until it returns).
+func (s *Store) ForEach(ctx context.Context, fn func(Record) error) error {
+	return s.run(ctx, "foreach", false, func(tx *Tx) error { return tx.ForEach(fn) })
+}
+
+// Schema returns the table's fields in order.
+func (s *Store) Schema(ctx context.Context) (fields []Field, err error) {
+	err = s.run(ctx, "schema", false, func(tx *Tx) error {
+		fields = tx.Schema()
+		return nil
+	})
+	return fields, err
+}
+
+// Stats describes a store at one instant.
+type Stats struct {
+	Path          string        // the database file
+	Records       int           // number of records
+	FileSize      int64         // bytes on disk
+	FormatVersion int           // on-disk format version
+	Schema        []Field       // fields in order
+	NextID        uint64        // the ID the next Insert gets
+	LastLockWait  time.Duration // how long this handle's last lock acquisition waited
+	Created       time.Time     // when the store was created
+}
+
+// Stats returns the store's size, count and schema, under the shared lock.
+func (s *Store) Stats(ctx context.Context) (st Stats, err error) {
+	err = s.run(ctx, "stats", false, func(tx *Tx) error {
+		st.Path = s.path
+		st.Records = int(u64(tx.meta.Get(keyCount)))
+		st.FormatVersion = FormatVersion
+		st.Schema = tx.sch.public()
+		st.NextID = tx.records.Sequence() + 1
+		st.FileSize = tx.btx.Size()
+		st.Created, _ = time.Parse(time.RFC3339Nano, string(tx.meta.Get(keyCreated)))
+		return nil
+	})
+	st.LastLockWait = time.Duration(s.lastWait.Load())
+	return st, err
+}
