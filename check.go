@@ -2,10 +2,12 @@ package psbase
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/psbase/psbase/internal/boltkv"
+	"github.com/psbase/psbase/internal/kv"
 )
 
 // Problem is one inconsistency found by Check.
@@ -55,22 +57,20 @@ func (r *CheckReport) add(id uint64, index, format string, args ...any) {
 // panics and memory faults are caught and reported as problems.
 func (s *Store) Check(ctx context.Context) (CheckReport, error) {
 	var rep CheckReport
-	release, err := s.acquire(ctx, "check", false)
-	if err != nil {
-		return rep, wrapErr("check", s.path, err)
-	}
-	defer release()
-	db, err := s.openBolt(false)
-	if err != nil {
-		return rep, wrapErr("check", s.path, err)
-	}
-	defer db.Close()
-	err = withFaultGuard(func() error {
-		return db.View(func(btx *bolt.Tx) error {
-			s.checkTx(btx, &rep)
+	err := s.shared(ctx, "check", func() error {
+		h, err := s.openBolt(false)
+		if err != nil {
+			return err
+		}
+		return h.view(func(kt kv.Tx) error {
+			checkPages(kt, &rep)
+			checkLogical(kt, &rep)
 			return nil
 		})
 	})
+	if err != nil && !errors.Is(err, ErrCorrupt) {
+		return rep, wrapErr("check", s.path, err)
+	}
 	if err != nil {
 		rep.add(0, "", "%v", err)
 	}
@@ -80,18 +80,20 @@ func (s *Store) Check(ctx context.Context) (CheckReport, error) {
 	return rep, nil
 }
 
-func (s *Store) checkTx(btx *bolt.Tx, rep *CheckReport) {
-	// bbolt's page-level check (freelist, page references, ordering).
-	func() {
-		defer func() {
-			if p := recover(); p != nil {
-				rep.add(0, "", "bbolt check crashed: %v", p)
-			}
-		}()
-		for err := range btx.Check() {
-			rep.add(0, "", "bbolt: %v", err)
-		}
-	}()
+// checkPages runs the page-level check of the local backend's file.
+func checkPages(kt kv.Tx, rep *CheckReport) {
+	bt, ok := kt.(boltkv.Tx)
+	if !ok {
+		return
+	}
+	for err := range bt.BTx.Check() {
+		rep.add(0, "", "bbolt: %v", err)
+	}
+}
+
+// checkLogical checks what the record layer keeps: the meta, the schema,
+// every record's CRC and decoding, the count, the sequence and the indexes.
+func checkLogical(btx kv.Tx, rep *CheckReport) {
 	if err := checkFormat(btx); err != nil {
 		rep.add(0, "", "%v", err)
 		return
@@ -104,12 +106,7 @@ func (s *Store) checkTx(btx *bolt.Tx, rep *CheckReport) {
 	}
 	records := btx.Bucket(bucketRecords)
 	var maxID uint64
-	func() {
-		defer func() {
-			if p := recover(); p != nil {
-				rep.add(0, "", "walking records crashed: %v", p)
-			}
-		}()
+	{
 		c := records.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if len(k) != 8 {
@@ -127,14 +124,14 @@ func (s *Store) checkTx(btx *bolt.Tx, rep *CheckReport) {
 				rep.add(id, "", "%s", recordCause(err, id))
 			}
 		}
-	}()
+	}
 	if n := int(u64(meta.Get(keyCount))); n != rep.Records {
 		rep.add(0, "", "meta count says %d records, found %d", n, rep.Records)
 	}
 	if seq := records.Sequence(); seq < maxID {
 		rep.add(0, "", "ID sequence %d is below the largest ID %d (IDs would be reused)", seq, maxID)
 	}
-	s.checkIndexes(btx, sch, rep)
+	checkIndexes(btx, sch, rep)
 }
 
 // recordCause trims "store is corrupt: record N: " from a record's error,

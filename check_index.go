@@ -3,13 +3,13 @@ package psbase
 import (
 	"bytes"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/psbase/psbase/internal/kv"
 )
 
 // checkIndexes verifies every index against the records: one entry per
 // record with the right value, no entry for a missing record, no duplicate
 // under a unique index, no stray index bucket.
-func (s *Store) checkIndexes(btx *bolt.Tx, sch *schema, rep *CheckReport) {
+func checkIndexes(btx kv.Tx, sch *schema, rep *CheckReport) {
 	root := btx.Bucket(bucketIndexes)
 	records := btx.Bucket(bucketRecords)
 	known := map[string]bool{}

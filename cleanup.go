@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/psbase/psbase/internal/kv"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -30,6 +31,15 @@ const compactTxSize = 64 << 20
 // (this is safe only because no process keeps the database open between
 // operations and the lock lives in a separate file). If anything fails, the
 // original file is untouched and the temporary file removed.
+//
+// Cleanup first checks the store (as Check does) and refuses a damaged one
+// with ErrCorrupt, leaving it as it is: compacting would copy what bbolt can
+// still read and drop the rest silently. Use Recover on a damaged store.
+//
+// The new file keeps the old one's owner, group and mode, so a Cleanup run by
+// root from cron never locks the owning application out. A caller who could
+// not give it those (neither root nor the owner, or not in the file's group)
+// gets ErrReadOnly before anything is written.
 func (s *Store) Cleanup(ctx context.Context) (res CleanupResult, err error) {
 	err = s.exclusive(ctx, "cleanup", func() error {
 		var err error
@@ -43,30 +53,43 @@ func (s *Store) Cleanup(ctx context.Context) (res CleanupResult, err error) {
 	return res, nil
 }
 
+// compact does Cleanup's work; the exclusive lock is held.
 func (s *Store) compact() (res CleanupResult, err error) {
-	fi, err := os.Stat(s.path)
+	fi, err := os.Lstat(s.path)
 	if err != nil {
 		return res, statStore(s.path)
 	}
 	res.Before = fi.Size()
+	if err := mayKeepOwner(s.path, fi); err != nil {
+		return res, err
+	}
+
+	// Refuse a damaged store (read through its own handle: the check reads
+	// every page, and a fault abandons that handle only).
+	var rep CheckReport
+	h, err := s.openBolt(false)
+	if err != nil {
+		return res, err
+	}
+	if err := h.view(func(kt kv.Tx) error {
+		checkPages(kt, &rep)
+		checkLogical(kt, &rep)
+		return nil
+	}); err != nil {
+		rep.add(0, "", "%v", err)
+	}
+	if !rep.OK() {
+		return res, errorf(ErrCorrupt, "Cleanup refuses a damaged store (%d problem(s), first: %s); the file is untouched: run Check for the list and Recover to salvage the records", len(rep.Problems), rep.Problems[0])
+	}
+	res.Records = rep.Records
+
 	src, err := s.openBolt(false)
 	if err != nil {
 		return res, err
 	}
-	defer src.Close()
-	if err := withFaultGuard(func() error {
-		return src.View(func(btx *bolt.Tx) error {
-			if err := checkFormat(btx); err != nil {
-				return err
-			}
-			res.Records = int(u64(btx.Bucket(bucketMeta).Get(keyCount)))
-			return nil
-		})
-	}); err != nil {
-		return res, err
-	}
+	defer src.close()
 
-	tmp := s.path + ".compact"
+	tmp := s.path + suffixCompact
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return res, classifyIOError(err)
 	}
@@ -76,11 +99,24 @@ func (s *Store) compact() (res CleanupResult, err error) {
 			_ = os.Remove(tmp)
 		}
 	}()
-	dst, err := bolt.Open(tmp, fi.Mode().Perm(), &bolt.Options{Timeout: s.cfg.boltTimeout, NoSync: true})
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|openNoFollow, fi.Mode().Perm())
 	if err != nil {
+		return res, classifyPathError(tmp, err)
+	}
+	if err := keepOwner(f, fi); err != nil {
+		f.Close()
+		return res, err
+	}
+	dst, err := bolt.Open(tmp, fi.Mode().Perm(), &bolt.Options{
+		Timeout:  s.cfg.boltTimeout,
+		NoSync:   true, // one fsync of the whole file below
+		OpenFile: func(string, int, os.FileMode) (*os.File, error) { return f, nil },
+	})
+	if err != nil {
+		f.Close()
 		return res, classifyIOError(err)
 	}
-	err = withFaultGuard(func() error { return bolt.Compact(dst, src, compactTxSize) })
+	err = guarded(src, func() error { return bolt.Compact(dst, src.db, compactTxSize) })
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
@@ -90,7 +126,10 @@ func (s *Store) compact() (res CleanupResult, err error) {
 	if err := syncFile(tmp); err != nil {
 		return res, err
 	}
-	_ = os.Chmod(tmp, fi.Mode().Perm())
+	// The rename must replace the file this Cleanup copied, and nothing else.
+	if !sameFile(src.file, s.path) {
+		return res, errorf(ErrUnknownOutcome, "%s was replaced during Cleanup; the compacted copy was discarded", s.path)
+	}
 	if err := os.Rename(tmp, s.path); err != nil {
 		return res, classifyIOError(err)
 	}
@@ -105,8 +144,9 @@ func (s *Store) compact() (res CleanupResult, err error) {
 	return res, nil
 }
 
+// syncFile fsyncs the file at path.
 func syncFile(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := os.OpenFile(path, os.O_RDWR|openNoFollow, 0)
 	if err != nil {
 		return classifyIOError(err)
 	}

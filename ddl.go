@@ -11,9 +11,6 @@ const progressEvery = 1000
 
 // createIndex builds the index on field from every record.
 func (tx *Tx) createIndex(field string, unique bool, progress func(done, total int)) error {
-	if err := tx.check(true); err != nil {
-		return err
-	}
 	f, err := tx.sch.field(field)
 	if err != nil {
 		return err
@@ -21,7 +18,7 @@ func (tx *Tx) createIndex(field string, unique bool, progress func(done, total i
 	if tx.sch.index(field) != nil {
 		return errorf(ErrSchema, "field %q is already indexed", field)
 	}
-	root := tx.btx.Bucket(bucketIndexes)
+	root := tx.kt.Bucket(bucketIndexes)
 	if root.Bucket([]byte(field)) != nil {
 		if err := root.DeleteBucket([]byte(field)); err != nil { // a leftover
 			return err
@@ -69,13 +66,10 @@ func (tx *Tx) createIndex(field string, unique bool, progress func(done, total i
 
 // dropIndex removes the index on field.
 func (tx *Tx) dropIndex(field string) error {
-	if err := tx.check(true); err != nil {
-		return err
-	}
 	if tx.sch.index(field) == nil {
 		return errorf(ErrSchema, "field %q has no index", field)
 	}
-	root := tx.btx.Bucket(bucketIndexes)
+	root := tx.kt.Bucket(bucketIndexes)
 	if root.Bucket([]byte(field)) != nil {
 		if err := root.DeleteBucket([]byte(field)); err != nil {
 			return err
@@ -103,36 +97,27 @@ func (tx *Tx) rebuildIndex(field string) error {
 
 // CreateIndex builds a secondary index on field, under the exclusive lock in
 // one transaction: either the whole index exists afterwards or none of it.
-// With unique, a second record with the same value is refused with
-// ErrDuplicate (nulls are not indexed, so any number of records may hold
-// null in a unique field). progress, if not nil, is called as records are
-// indexed (done of total). Building fails with ErrDuplicate, changing
-// nothing, when existing records already violate uniqueness.
+// Every record gets an entry, nulls included, so ordered walks are complete.
+// With unique, a second record with the same non-null value is refused with
+// ErrDuplicate; any number of records may hold null in a unique field.
+// progress, if not nil, is called as records are indexed (done of total).
+// Building fails with ErrDuplicate, changing nothing, when existing records
+// already violate uniqueness.
 func (s *Store) CreateIndex(ctx context.Context, field string, unique bool, progress func(done, total int)) error {
 	return s.run(ctx, "create-index", true, func(tx *Tx) error {
-		return tx.createIndex(field, unique, progress)
+		return tx.CreateIndex(field, unique, progress)
 	})
 }
 
 // DropIndex removes the index on field.
 func (s *Store) DropIndex(ctx context.Context, field string) error {
-	return s.run(ctx, "drop-index", true, func(tx *Tx) error { return tx.dropIndex(field) })
+	return s.run(ctx, "drop-index", true, func(tx *Tx) error { return tx.DropIndex(field) })
 }
 
 // AddField adds a field after the field named after ("" = at the end). No
 // record is rewritten: records written before read back f.Default.
 func (s *Store) AddField(ctx context.Context, f Field, after string) error {
-	return s.run(ctx, "add-field", true, func(tx *Tx) error {
-		sch := tx.sch.clone()
-		if err := sch.addField(f, after); err != nil {
-			return err
-		}
-		tx.setSchema(sch)
-		if f.Indexed || f.Unique {
-			return tx.createIndex(f.Name, f.Unique, nil)
-		}
-		return nil
-	})
+	return s.run(ctx, "add-field", true, func(tx *Tx) error { return tx.AddField(f, after) })
 }
 
 // DropField removes a field. Its values stay in old records until they are
@@ -140,39 +125,93 @@ func (s *Store) AddField(ctx context.Context, f Field, after string) error {
 // name (values are keyed by a field number that is never reused). A field
 // with an index loses its index.
 func (s *Store) DropField(ctx context.Context, name string) error {
-	return s.run(ctx, "drop-field", true, func(tx *Tx) error {
-		sch := tx.sch.clone()
-		if sch.index(name) != nil {
-			if err := tx.dropIndex(name); err != nil {
-				return err
-			}
-			sch = tx.sch.clone()
-		}
-		if err := sch.dropField(name); err != nil {
-			return err
-		}
-		tx.setSchema(sch)
-		return nil
-	})
+	return s.run(ctx, "drop-field", true, func(tx *Tx) error { return tx.DropField(name) })
 }
 
 // SetDefault changes (persistently) the default of a field: the value that
 // inserts without it, and records that never stored it, get.
 func (s *Store) SetDefault(ctx context.Context, name string, v any) error {
-	return s.run(ctx, "set-default", true, func(tx *Tx) error {
-		sch := tx.sch.clone()
-		f, err := sch.field(name)
-		if err != nil {
+	return s.run(ctx, "set-default", true, func(tx *Tx) error { return tx.SetDefault(name, v) })
+}
+
+// CreateIndex is Store.CreateIndex inside a write transaction.
+func (tx *Tx) CreateIndex(field string, unique bool, progress func(done, total int)) (err error) {
+	old, err := tx.enter(true)
+	if err != nil {
+		return err
+	}
+	defer tx.exit(old, &err)
+	return tx.createIndex(field, unique, progress)
+}
+
+// DropIndex is Store.DropIndex inside a write transaction.
+func (tx *Tx) DropIndex(field string) (err error) {
+	old, err := tx.enter(true)
+	if err != nil {
+		return err
+	}
+	defer tx.exit(old, &err)
+	return tx.dropIndex(field)
+}
+
+// AddField is Store.AddField inside a write transaction.
+func (tx *Tx) AddField(f Field, after string) (err error) {
+	old, err := tx.enter(true)
+	if err != nil {
+		return err
+	}
+	defer tx.exit(old, &err)
+	sch := tx.sch.clone()
+	if err := sch.addField(f, after); err != nil {
+		return err
+	}
+	tx.setSchema(sch)
+	if f.Indexed || f.Unique {
+		return tx.createIndex(f.Name, f.Unique, nil)
+	}
+	return nil
+}
+
+// DropField is Store.DropField inside a write transaction.
+func (tx *Tx) DropField(name string) (err error) {
+	old, err := tx.enter(true)
+	if err != nil {
+		return err
+	}
+	defer tx.exit(old, &err)
+	sch := tx.sch.clone()
+	if sch.index(name) != nil {
+		if err := tx.dropIndex(name); err != nil {
 			return err
 		}
-		if f.Default, err = f.defaultValue(v); err != nil {
-			return err
-		}
-		tx.setSchema(sch)
-		// Records that never stored the field now read the new default:
-		// their index entries must follow.
-		return tx.rebuildIndex(name)
-	})
+		sch = tx.sch.clone()
+	}
+	if err := sch.dropField(name); err != nil {
+		return err
+	}
+	tx.setSchema(sch)
+	return nil
+}
+
+// SetDefault is Store.SetDefault inside a write transaction.
+func (tx *Tx) SetDefault(name string, v any) (err error) {
+	old, err := tx.enter(true)
+	if err != nil {
+		return err
+	}
+	defer tx.exit(old, &err)
+	sch := tx.sch.clone()
+	f, err := sch.field(name)
+	if err != nil {
+		return err
+	}
+	if f.Default, err = f.defaultValue(v); err != nil {
+		return err
+	}
+	tx.setSchema(sch)
+	// Records that never stored the field now read the new default: their
+	// index entries must follow.
+	return tx.rebuildIndex(name)
 }
 
 // setSchema replaces the transaction's schema; Commit persists it.

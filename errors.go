@@ -1,8 +1,10 @@
 package psbase
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"runtime"
 	"strings"
 	"time"
@@ -43,6 +45,22 @@ var (
 	// ErrUnsupportedFS: the store lives on a file system whose locks cannot be
 	// trusted (NFS, SMB, FUSE...). See WithAllowNetworkFS.
 	ErrUnsupportedFS = errors.New("file system does not support reliable locks")
+	// ErrUnsafePath: a store file or lock file is a symbolic or hard link, a
+	// FIFO or other non-regular file, a mount point, or owned by another user:
+	// psbase refuses to read or write through it rather than touch a file
+	// outside the store.
+	ErrUnsafePath = errors.New("unsafe store path")
+	// ErrNoSpace: the disk (or the user's quota, or the file system's inodes)
+	// is full; nothing was written.
+	ErrNoSpace = errors.New("no space left")
+	// ErrNewerFormat: the store was written in a newer file format than this
+	// psbase knows (FormatVersion); it was not changed. Upgrade psbase.
+	ErrNewerFormat = errors.New("store format is newer than this psbase")
+	// ErrUnknownOutcome: a write may or may not have been applied — its commit
+	// happened, but the file it went into is no longer the store (its lock or
+	// database file was replaced meanwhile), or the caller's deadline passed
+	// while another process was committing it. Read the store to find out.
+	ErrUnknownOutcome = errors.New("outcome of the write is unknown")
 )
 
 // Error is the error type of every failed Store and Tx method. It names the
@@ -60,8 +78,18 @@ func (e *Error) Error() string {
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
-// wrapErr returns err wrapped in an *Error for op on path, or nil. An err that
-// is already an *Error is returned as it is, so nested calls do not stutter.
+// wrapErr is the one classification point: every error a public method
+// returns passes through it on its way out. It gives err its sentinel (see
+// classifyIOError) and wraps it in an *Error for op on path. An err that is
+// already an *Error is returned as it is, so nested calls do not stutter.
+//
+// The rule: every failure psbase can foresee wraps exactly one of the
+// sentinels above, or the context's error (context.Canceled,
+// context.DeadlineExceeded) for a transaction cut short by its context. An
+// operating-system error psbase has no sentinel for (an I/O error of the
+// disk, say) is returned wrapped in *Error but with no sentinel; the test
+// of the error paths (TestErrorsWrapOneSentinel) drives every path it can
+// reach and asserts exactly one.
 func wrapErr(op, path string, err error) error {
 	if err == nil {
 		return nil
@@ -70,7 +98,56 @@ func wrapErr(op, path string, err error) error {
 	if errors.As(err, &pe) {
 		return err
 	}
-	return &Error{Op: op, Path: path, Err: err}
+	return &Error{Op: op, Path: path, Err: classifyIOError(err)}
+}
+
+// sentinels lists every sentinel, for classification and its test.
+var sentinels = []error{
+	ErrNotFound, ErrConflict, ErrLockTimeout, ErrClosed, ErrExists, ErrNotExist,
+	ErrSchema, ErrCorrupt, ErrReadOnly, ErrDuplicate, ErrTxDone, ErrUnsupportedFS,
+	ErrUnsafePath, ErrNoSpace, ErrNewerFormat, ErrUnknownOutcome,
+}
+
+// hasSentinel reports whether err already wraps a sentinel or a context error.
+func hasSentinel(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// classifyIOError maps an error of the operating system or of bbolt to the
+// sentinel it means; an error that already has one is returned unchanged.
+func classifyIOError(err error) error {
+	var re runtime.Error
+	switch {
+	case err == nil:
+		return nil
+	case hasSentinel(err):
+		return err
+	case errors.As(err, &re):
+		return errorf(ErrCorrupt, "%v", err)
+	case isNoSpace(err):
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	case errors.Is(err, fs.ErrPermission), isReadOnlyFS(err):
+		return fmt.Errorf("%w: %w", ErrReadOnly, err)
+	case isLoop(err):
+		return fmt.Errorf("%w: %w", ErrUnsafePath, err)
+	case errors.Is(err, fs.ErrNotExist), isNotDir(err):
+		return fmt.Errorf("%w: %w", ErrNotExist, err)
+	case isBoltTimeout(err):
+		return fmt.Errorf("%w: bbolt's own file lock is held by a program that does not use psbase's lock: %w", ErrLockTimeout, err)
+	case isBoltFormatError(err):
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	case isBoltSizeError(err):
+		return fmt.Errorf("%w: %w", ErrSchema, err)
+	}
+	return err
 }
 
 // errorf builds a cause that wraps sentinel: errorf(ErrSchema, "field %q ...", f).
@@ -157,17 +234,3 @@ func (e *LockTimeoutError) Is(target error) bool { return target == ErrLockTimeo
 
 // Unwrap returns the context's error, so errors.Is(err, context.Canceled) works.
 func (e *LockTimeoutError) Unwrap() error { return e.Err }
-
-// classifyIOError maps a file-system error to a sentinel where one fits.
-func classifyIOError(err error) error {
-	var re runtime.Error
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &re):
-		return errorf(ErrCorrupt, "%v", err)
-	case isPermission(err), isReadOnlyFS(err):
-		return fmt.Errorf("%w: %w", ErrReadOnly, err)
-	}
-	return err
-}

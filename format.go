@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/psbase/psbase/internal/kv"
 	berrors "go.etcd.io/bbolt/errors"
 )
 
@@ -41,7 +41,7 @@ func putU64(v uint64) []byte {
 }
 
 // initFormat writes the buckets and meta of a new store into btx.
-func initFormat(btx *bolt.Tx, s *schema) error {
+func initFormat(btx kv.Tx, s *schema) error {
 	meta, err := btx.CreateBucket(bucketMeta)
 	if err != nil {
 		return err
@@ -77,7 +77,7 @@ func initFormat(btx *bolt.Tx, s *schema) error {
 }
 
 // checkFormat verifies that btx holds a psbase store this package can read.
-func checkFormat(btx *bolt.Tx) error {
+func checkFormat(btx kv.Tx) error {
 	meta := btx.Bucket(bucketMeta)
 	if meta == nil {
 		return errorf(ErrCorrupt, "not a psbase store: no %q bucket", bucketMeta)
@@ -100,4 +100,18 @@ func isBoltTimeout(err error) bool { return errors.Is(err, berrors.ErrTimeout) }
 func isBoltFormatError(err error) bool {
 	return errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrVersionMismatch) ||
 		errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrInvalidMapping)
+}
+
+func isBoltSizeError(err error) bool {
+	return errors.Is(err, berrors.ErrKeyTooLarge) || errors.Is(err, berrors.ErrValueTooLarge) ||
+		errors.Is(err, berrors.ErrKeyRequired)
+}
+
+// formatOf returns the format version stored in the meta bucket (0 if none).
+func formatOf(meta kv.Bucket) uint32 {
+	f := meta.Get(keyFormat)
+	if len(f) != 4 {
+		return 0
+	}
+	return binary.BigEndian.Uint32(f)
 }

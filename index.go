@@ -3,7 +3,7 @@ package psbase
 import (
 	"bytes"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/psbase/psbase/internal/kv"
 )
 
 // index.go: secondary indexes. Each index is a bbolt bucket inside the
@@ -34,8 +34,8 @@ func (s *schema) index(field string) *indexDef {
 }
 
 // indexBucket returns the bucket of the index on field.
-func (tx *Tx) indexBucket(field string) (*bolt.Bucket, error) {
-	root := tx.btx.Bucket(bucketIndexes)
+func (tx *Tx) indexBucket(field string) (kv.Bucket, error) {
+	root := tx.kt.Bucket(bucketIndexes)
 	b := root.Bucket([]byte(field))
 	if b == nil {
 		return nil, errorf(ErrCorrupt, "index %q is in the schema but its bucket is missing", field)
@@ -78,7 +78,7 @@ func (tx *Tx) indexCheckUnique(id uint64, vals Values) error {
 
 // firstWithPrefix returns the ID of the first entry whose value is exactly
 // the one encoded by vk.
-func firstWithPrefix(b *bolt.Bucket, vk []byte) (uint64, bool) {
+func firstWithPrefix(b kv.Bucket, vk []byte) (uint64, bool) {
 	k, _ := b.Cursor().Seek(vk)
 	if k != nil && len(k) == len(vk)+8 && bytes.HasPrefix(k, vk) {
 		return u64(k[len(vk):]), true
@@ -87,19 +87,19 @@ func firstWithPrefix(b *bolt.Bucket, vk []byte) (uint64, bool) {
 }
 
 func (tx *Tx) indexAdd(id uint64, vals Values) error {
-	return tx.eachIndex(func(b *bolt.Bucket, f *fieldDef) error {
+	return tx.eachIndex(func(b kv.Bucket, f *fieldDef) error {
 		return b.Put(entryKey(f, vals[f.Name], id), []byte{})
 	})
 }
 
 func (tx *Tx) indexRemove(id uint64, vals Values) error {
-	return tx.eachIndex(func(b *bolt.Bucket, f *fieldDef) error {
+	return tx.eachIndex(func(b kv.Bucket, f *fieldDef) error {
 		return b.Delete(entryKey(f, vals[f.Name], id))
 	})
 }
 
 func (tx *Tx) indexReplace(id uint64, old, new Values) error {
-	return tx.eachIndex(func(b *bolt.Bucket, f *fieldDef) error {
+	return tx.eachIndex(func(b kv.Bucket, f *fieldDef) error {
 		ok, nk := entryKey(f, old[f.Name], id), entryKey(f, new[f.Name], id)
 		if bytes.Equal(ok, nk) {
 			return nil
@@ -111,7 +111,7 @@ func (tx *Tx) indexReplace(id uint64, old, new Values) error {
 	})
 }
 
-func (tx *Tx) eachIndex(fn func(*bolt.Bucket, *fieldDef) error) error {
+func (tx *Tx) eachIndex(fn func(kv.Bucket, *fieldDef) error) error {
 	for i := range tx.sch.Indexes {
 		ix := &tx.sch.Indexes[i]
 		f, err := tx.sch.field(ix.Field)
@@ -133,10 +133,11 @@ func (tx *Tx) eachIndex(fn func(*bolt.Bucket, *fieldDef) error) error {
 // value of it (see Store.Upsert). On update, fields v does not give keep
 // their values.
 func (tx *Tx) Upsert(key string, v any) (id uint64, inserted bool, err error) {
-	defer guardPanic(&err)
-	if err := tx.check(true); err != nil {
+	old, err := tx.enter(true)
+	if err != nil {
 		return 0, false, err
 	}
+	defer tx.exit(old, &err)
 	ix := tx.sch.index(key)
 	if ix == nil || !ix.Unique {
 		return 0, false, errorf(ErrSchema, "upsert key %q needs a unique index", key)
@@ -169,10 +170,11 @@ func (tx *Tx) Upsert(key string, v any) (id uint64, inserted bool, err error) {
 // GetBy returns the record whose uniquely indexed field equals value, or
 // ErrNotFound.
 func (tx *Tx) GetBy(field string, value any) (rec Record, err error) {
-	defer guardPanic(&err)
-	if err := tx.check(false); err != nil {
+	old, err := tx.enter(false)
+	if err != nil {
 		return Record{}, err
 	}
+	defer tx.exit(old, &err)
 	ix := tx.sch.index(field)
 	if ix == nil || !ix.Unique {
 		return Record{}, errorf(ErrSchema, "GetBy field %q needs a unique index", field)

@@ -1,129 +1,102 @@
 package psbase
 
+// local.go: the local backend — a bbolt file opened for one transaction under
+// psbase's cross-process lock, and the lifecycle of that file (create,
+// verify). The invariant: the lock is taken before the file is opened and
+// released only after it is closed, so no bbolt handle outlives its lock.
+//
+// May touch: the database file (through bbolt and openStoreFile), the
+// temporary <db>.creating beside it, their directory (fsync). The lock files
+// only through s.acquire.
+
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
-	"syscall"
+	"sync"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/psbase/psbase/internal/boltkv"
+	"github.com/psbase/psbase/internal/kv"
 )
 
-var errIsDir = errors.New("is a directory, not a store file")
-
-// statStore reports ErrNotExist for a missing path or a directory.
-func statStore(path string) error {
-	fi, err := os.Stat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("%w: no file at %s", ErrNotExist, path)
-	case err != nil:
-		return classifyIOError(err)
-	case fi.IsDir():
-		return fmt.Errorf("%w: %w", ErrNotExist, errIsDir)
-	}
-	return nil
+// boltFile is one opened bbolt handle and the descriptor bbolt got from
+// openStoreFile. The descriptor is kept so that a handle bbolt failed on can
+// be abandoned: after a panic inside bbolt its own mutexes may still be held
+// (a panic inside Commit leaves the writer mutex locked), so db.Close and
+// Tx.Rollback would deadlock; closing the descriptor drops bbolt's flock on
+// the file and the handle is never used again (its mapping leaks, once).
+type boltFile struct {
+	db   *bolt.DB
+	file *os.File
+	once sync.Once
 }
 
-// create writes a new store file; the exclusive lock is held.
-func (s *Store) create(sch *schema, overwrite bool) error {
-	err := statStore(s.path)
-	switch {
-	case errors.Is(err, errIsDir):
-		return err
-	case err == nil:
-		fi, _ := os.Stat(s.path)
-		if fi != nil && fi.Size() > 0 && !overwrite {
-			return fmt.Errorf("%w: %s (use WithOverwrite to replace it)", ErrExists, s.path)
-		}
-		if err := os.Remove(s.path); err != nil {
-			return classifyIOError(err)
-		}
-	case !errors.Is(err, ErrNotExist):
-		return err
-	}
-	db, err := bolt.Open(s.path, s.cfg.fileMode, &bolt.Options{Timeout: s.cfg.boltTimeout, NoSync: s.cfg.noSync})
-	if err != nil {
-		_ = os.Remove(s.path)
-		return classifyIOError(err)
-	}
-	err = db.Update(func(btx *bolt.Tx) error { return initFormat(btx, sch) })
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = os.Remove(s.path)
-		return classifyIOError(err)
-	}
-	return syncDir(filepath.Dir(s.path))
+// close closes the handle normally.
+func (h *boltFile) close() (err error) {
+	h.once.Do(func() { err = h.db.Close() })
+	return err
 }
 
-// verify checks that the file is a psbase store; the lock is held.
-func (s *Store) verify(readOnly bool) error {
-	db, err := s.openBolt(!readOnly)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return withFaultGuard(func() error {
-		return db.View(func(btx *bolt.Tx) error {
-			if err := checkFormat(btx); err != nil {
-				return err
-			}
-			_, err := s.loadSchema(btx.Bucket(bucketMeta))
-			return err
-		})
+// abandon gives the handle up without calling into bbolt again.
+func (h *boltFile) abandon() {
+	h.once.Do(func() {
+		if h.file != nil {
+			_ = h.file.Close()
+		}
 	})
 }
 
-// openBolt opens the database file for one transaction. The file must exist
-// and not be empty: bbolt would silently create or initialize it, and a
-// store destroyed by another process must not come back empty.
-func (s *Store) openBolt(write bool) (*bolt.DB, error) {
+// openBolt opens the database file for one transaction (the lock is held).
+// bbolt reads its meta pages and, for a write, its freelist while opening:
+// on a damaged file that can panic or fault, so the open runs guarded.
+func (s *Store) openBolt(write bool) (*boltFile, error) {
+	h := &boltFile{}
 	opts := &bolt.Options{
 		Timeout:  s.cfg.boltTimeout,
 		ReadOnly: !write,
 		NoSync:   s.cfg.noSync,
-		OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
-			f, err := os.OpenFile(name, flag&^os.O_CREATE, mode)
-			if err != nil || !write {
-				// Read-only: bbolt cannot initialize the file (its write
-				// fails); classifyOpenError tells an empty file then.
-				return f, err
-			}
-			fi, err := f.Stat()
-			if err == nil && fi.IsDir() {
-				err = errIsDir
-			}
-			if err == nil && fi.Size() == 0 {
-				err = errorf(ErrCorrupt, "not a psbase store: the file is empty")
-			}
-			if err != nil {
-				f.Close()
-				return nil, err
-			}
-			return f, nil
+		OpenFile: func(name string, flag int, _ os.FileMode) (*os.File, error) {
+			f, err := openStoreFile(name, flag)
+			h.file = f
+			return f, err
 		},
 	}
-	db, err := bolt.Open(s.path, s.cfg.fileMode, opts)
+	err := guarded(h, func() error {
+		var err error
+		h.db, err = bolt.Open(s.path, s.cfg.fileMode, opts)
+		return err
+	})
 	if err != nil {
-		if fi, serr := os.Stat(s.path); serr == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
-			return nil, errorf(ErrCorrupt, "not a psbase store: the file is empty")
+		if h.db == nil && h.file != nil {
+			h.abandon() // bbolt panicked before it could return the handle
 		}
 		return nil, s.classifyOpenError(err)
 	}
-	return db, nil
+	return h, nil
+}
+
+// view runs fn in a read transaction on h, guarded; it closes h unless bbolt
+// failed, in which case h is abandoned.
+func (h *boltFile) view(fn func(kv.Tx) error) error {
+	err := guarded(h, func() error {
+		return h.db.View(func(btx *bolt.Tx) error { return fn(boltkv.Tx{BTx: btx}) })
+	})
+	if cerr := h.close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (s *Store) classifyOpenError(err error) error {
 	switch {
-	case errors.Is(err, ErrCorrupt):
+	case errors.Is(err, ErrCorrupt), errors.Is(err, ErrUnsafePath), errors.Is(err, ErrNotExist):
 		return err
-	case errors.Is(err, errIsDir):
-		return fmt.Errorf("%w: %w", ErrNotExist, errIsDir)
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%w: %s is gone (destroyed?)", ErrNotExist, s.path)
 	case isBoltTimeout(err):
@@ -134,22 +107,193 @@ func (s *Store) classifyOpenError(err error) error {
 	return classifyIOError(err)
 }
 
-// syncDir fsyncs a directory so a created or renamed entry is durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// beginLocal takes the lock for op and begins a bbolt transaction on a file
+// opened for it alone. Ending the returned kv.Tx closes the file and
+// releases the lock, in that order.
+func (s *Store) beginLocal(ctx context.Context, op string, write bool) (kv.Tx, error) {
+	release, err := s.acquire(ctx, op, write)
+	if err != nil {
+		return nil, err
+	}
+	h, err := s.openBolt(write)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	var btx *bolt.Tx
+	err = guarded(h, func() error {
+		var err error
+		btx, err = h.db.Begin(write)
+		return err
+	})
+	if err != nil {
+		_ = h.close() // a no-op if guarded abandoned it
+		release()
+		return nil, classifyIOError(err)
+	}
+	return &localTx{Tx: boltkv.Tx{BTx: btx}, h: h, release: release}, nil
+}
+
+// localTx is a transaction of the local backend.
+type localTx struct {
+	boltkv.Tx
+	h       *boltFile
+	release func()
+}
+
+// Commit commits, closes the file and releases the lock, whatever fails.
+func (t *localTx) Commit() error {
+	err := t.Tx.Commit()
+	if cerr := t.h.close(); err == nil {
+		err = cerr
+	}
+	t.release()
+	return classifyIOError(err)
+}
+
+// Rollback rolls back, closes the file and releases the lock.
+func (t *localTx) Rollback() error {
+	err := t.Tx.Rollback()
+	if cerr := t.h.close(); err == nil {
+		err = cerr
+	}
+	t.release()
+	return classifyIOError(err)
+}
+
+// Abandon gives the bbolt handle up (see boltFile) and releases the lock.
+func (t *localTx) Abandon() {
+	t.h.abandon()
+	t.release()
+}
+
+// verify checks that the file is a psbase store this version can read; the
+// lock is held.
+func (s *Store) verify(write bool) error {
+	h, err := s.openBolt(write)
+	if err != nil {
+		return err
+	}
+	return h.view(func(kt kv.Tx) error {
+		if err := checkFormat(kt); err != nil {
+			return err
+		}
+		_, err := s.loadSchema(kt.Bucket(bucketMeta))
+		return err
+	})
+}
+
+// create makes a new store at s.path; the exclusive lock is held. The store
+// is built aside, in <db>.creating, committed (fsynced) there, and only then
+// put in place by one atomic step: a link (Create must not replace what
+// appeared meanwhile) or, to overwrite, a rename. A process killed at any
+// instant leaves the old store or a complete new one, never a file that
+// nobody can open or create; its leftover <db>.creating is removed here by
+// the next creator.
+func (s *Store) create(sch *schema, overwrite bool) error {
+	replace := false
+	fi, err := os.Lstat(s.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return classifyPathError(s.path, err)
+	case fi.IsDir():
+		return fmt.Errorf("%w: %s %w", ErrNotExist, s.path, errIsDir)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%w: %s is not a regular file (%s)", ErrUnsafePath, s.path, fi.Mode().Type())
+	case overwrite:
+		replace = true
+	case s.halfMade(fi):
+		replace = true
+		s.logf(slog.LevelInfo, "replacing a store whose creation was interrupted")
+	default:
+		return fmt.Errorf("%w: %s (use WithOverwrite to replace it)", ErrExists, s.path)
+	}
+	tmp := s.path + suffixCreating
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return classifyIOError(err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			_ = os.Remove(tmp)
+		}
+	}()
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|openNoFollow, s.cfg.fileMode)
+	if err != nil {
+		return classifyPathError(tmp, err)
+	}
+	db, err := bolt.Open(tmp, s.cfg.fileMode, &bolt.Options{
+		Timeout: s.cfg.boltTimeout,
+		NoSync:  s.cfg.noSync,
+		OpenFile: func(string, int, os.FileMode) (*os.File, error) {
+			return f, nil
+		},
+	})
+	if err != nil {
+		f.Close()
+		return classifyIOError(err)
+	}
+	err = db.Update(func(btx *bolt.Tx) error { return initFormat(boltkv.Tx{BTx: btx}, sch) })
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return classifyIOError(err)
 	}
-	defer d.Close()
-	// Some file systems (and Windows) cannot sync a directory; the rename
-	// is then as durable as the platform makes it.
-	if err := d.Sync(); err != nil && runtime.GOOS != "windows" &&
-		!errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOTSUP) {
+	if replace {
+		err = os.Rename(tmp, s.path)
+	} else {
+		err = os.Link(tmp, s.path)
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%w: %s (created meanwhile by a program that does not use psbase's lock)", ErrExists, s.path)
+		}
+		if err == nil {
+			err = os.Remove(tmp)
+		} else if _, serr := os.Lstat(s.path); errors.Is(serr, fs.ErrNotExist) {
+			err = os.Rename(tmp, s.path) // a file system without hard links
+		}
+	}
+	if err != nil {
 		return classifyIOError(err)
 	}
-	return nil
+	done = true
+	return syncDir(filepath.Dir(s.path))
 }
 
-func isPermission(err error) bool { return errors.Is(err, fs.ErrPermission) }
+// halfMade reports whether the file at s.path is what an interrupted Create
+// of an older psbase left: an empty file, a short file of zeros, or a bbolt
+// file with no bucket at all. Such a file holds no data, so Create and
+// Open(WithCreate) may replace it; Open reports it as ErrNotExist.
+func (s *Store) halfMade(fi os.FileInfo) bool {
+	const initSize = 4 * 4096 // bbolt's initial file: two metas, a freelist, a leaf
+	if fi.Size() == 0 {
+		return true
+	}
+	if fi.Size() <= initSize {
+		if b, err := os.ReadFile(s.path); err == nil && allZero(b) {
+			return true
+		}
+	}
+	h, err := s.openBolt(false)
+	if err != nil {
+		return false
+	}
+	empty := false
+	_ = h.view(func(kt kv.Tx) error {
+		bt := kt.(boltkv.Tx).BTx
+		k, _ := bt.Cursor().First()
+		empty = k == nil
+		return nil
+	})
+	return empty
+}
 
-func isReadOnlyFS(err error) bool { return errors.Is(err, syscall.EROFS) }
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}

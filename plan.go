@@ -7,10 +7,12 @@ import (
 )
 
 // Explain returns how Select would run q.
-func (tx *Tx) Explain(q Query) (Plan, error) {
-	if err := tx.check(false); err != nil {
+func (tx *Tx) Explain(q Query) (plan Plan, err error) {
+	old, err := tx.enter(false)
+	if err != nil {
 		return Plan{}, err
 	}
+	defer tx.exit(old, &err)
 	cq, err := compileQuery(tx.sch, q)
 	if err != nil {
 		return Plan{}, err

@@ -15,10 +15,11 @@ import (
 // not give get their default; unknown fields, wrong types, nulls in
 // non-nullable fields and attempts to set "id" or "version" are ErrSchema.
 func (tx *Tx) Insert(v any) (id uint64, err error) {
-	defer guardPanic(&err)
-	if err := tx.check(true); err != nil {
+	old, err := tx.enter(true)
+	if err != nil {
 		return 0, err
 	}
+	defer tx.exit(old, &err)
 	vals, err := tx.prepare(v, false)
 	if err != nil {
 		return 0, err
@@ -89,10 +90,11 @@ func (tx *Tx) prepare(v any, partial bool) (Values, error) {
 
 // Get returns the record with that ID, or ErrNotFound.
 func (tx *Tx) Get(id uint64) (rec Record, err error) {
-	defer guardPanic(&err)
-	if err := tx.check(false); err != nil {
+	old, err := tx.enter(false)
+	if err != nil {
 		return Record{}, err
 	}
+	defer tx.exit(old, &err)
 	return tx.get(id)
 }
 
@@ -110,10 +112,11 @@ func (tx *Tx) get(id uint64) (Record, error) {
 // nothing: read it again and retry. changes may be partial (Values, map or
 // struct); fields it does not name keep their values.
 func (tx *Tx) Update(rec Record, changes any) (out Record, err error) {
-	defer guardPanic(&err)
-	if err := tx.check(true); err != nil {
+	old, err := tx.enter(true)
+	if err != nil {
 		return Record{}, err
 	}
+	defer tx.exit(old, &err)
 	v := rec.Version
 	return tx.update(rec.ID, &v, changes)
 }
@@ -123,10 +126,11 @@ func (tx *Tx) Update(rec Record, changes any) (out Record, err error) {
 // anyway, so this is the read-modify-write primitive ("increment field n of
 // record 7").
 func (tx *Tx) UpdateByID(id uint64, changes any) (out Record, err error) {
-	defer guardPanic(&err)
-	if err := tx.check(true); err != nil {
+	old, err := tx.enter(true)
+	if err != nil {
 		return Record{}, err
 	}
+	defer tx.exit(old, &err)
 	return tx.update(id, nil, changes)
 }
 
@@ -168,10 +172,11 @@ func (tx *Tx) update(id uint64, version *uint64, changes any) (Record, error) {
 // Delete removes the records with these IDs and returns how many it removed.
 // If any ID does not exist it returns ErrNotFound and removes none.
 func (tx *Tx) Delete(ids ...uint64) (n int, err error) {
-	defer guardPanic(&err)
-	if err := tx.check(true); err != nil {
+	old, err := tx.enter(true)
+	if err != nil {
 		return 0, err
 	}
+	defer tx.exit(old, &err)
 	olds := make([]Record, 0, len(ids))
 	seen := make(map[uint64]bool, len(ids))
 	for _, id := range ids {
@@ -210,10 +215,11 @@ func (tx *Tx) addCount(d int) error {
 
 // Len returns the number of records.
 func (tx *Tx) Len() (n int, err error) {
-	defer guardPanic(&err)
-	if err := tx.check(false); err != nil {
+	old, err := tx.enter(false)
+	if err != nil {
 		return 0, err
 	}
+	defer tx.exit(old, &err)
 	return int(u64(tx.meta.Get(keyCount))), nil
 }
 

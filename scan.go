@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"slices"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/psbase/psbase/internal/kv"
 )
 
 // indexScan feeds emit the records the plan's index points at (emit applies
@@ -95,7 +95,7 @@ func (tx *Tx) indexScan(cq *compiledQuery, emit func(Record) (bool, error)) (boo
 
 // walkAsc calls fn with the ID of every entry in the plan's ranges, in key
 // order, until fn returns false.
-func walkAsc(c *bolt.Cursor, p *indexPlan, fn func(id uint64) (bool, error)) error {
+func walkAsc(c kv.Cursor, p *indexPlan, fn func(id uint64) (bool, error)) error {
 	for _, r := range p.ranges {
 		var k []byte
 		if r.lo == nil {
@@ -120,10 +120,11 @@ func (tx *Tx) Count(where ...Filter) (n int, err error) {
 	if len(where) == 0 {
 		return tx.Len()
 	}
-	defer guardPanic(&err)
-	if err := tx.check(false); err != nil {
+	old, err := tx.enter(false)
+	if err != nil {
 		return 0, err
 	}
+	defer tx.exit(old, &err)
 	cq, err := compileQuery(tx.sch, Query{Where: where})
 	if err != nil {
 		return 0, err
@@ -136,10 +137,11 @@ func (tx *Tx) Count(where ...Filter) (n int, err error) {
 // time, so a table of any size is walked in constant memory. An error from
 // fn stops the walk and is returned. fn runs under the store's lock.
 func (tx *Tx) ForEach(fn func(Record) error) (err error) {
-	defer guardPanic(&err)
-	if err := tx.check(false); err != nil {
+	old, err := tx.enter(false)
+	if err != nil {
 		return err
 	}
+	defer tx.exit(old, &err)
 	c := tx.records.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		rec, err := tx.decodeAt(k, v, nil)
@@ -155,10 +157,11 @@ func (tx *Tx) ForEach(fn func(Record) error) (err error) {
 
 // Select returns the records matching q, with their ID and Version.
 func (tx *Tx) Select(q Query) (recs []Record, err error) {
-	defer guardPanic(&err)
-	if err := tx.check(false); err != nil {
+	old, err := tx.enter(false)
+	if err != nil {
 		return nil, err
 	}
+	defer tx.exit(old, &err)
 	cq, err := compileQuery(tx.sch, q)
 	if err != nil {
 		return nil, err

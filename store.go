@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,24 +45,29 @@ type Store struct {
 // Create creates a new store at path with the given fields, under the
 // exclusive lock. If a store (or any non-empty file) is already there it
 // returns ErrExists, unless WithOverwrite is given. The directory must exist.
+// The new store is built aside and put in place atomically: a process killed
+// during Create leaves the old state or the complete new store. A symbolic
+// link at path is followed once, to the file it names; the lock files live
+// beside that file.
 func Create(ctx context.Context, path string, fields []Field, opts ...Option) (*Store, error) {
 	cfg := newConfig(opts)
-	if abs, err := filepath.Abs(path); err == nil {
-		path = abs
+	real, err := resolvePath(path)
+	if err != nil {
+		return nil, wrapErr("create", path, err)
 	}
 	sch, err := newSchema(fields)
 	if err != nil {
-		return nil, wrapErr("create", path, err)
+		return nil, wrapErr("create", real, err)
 	}
-	s, err := newStore(path, cfg)
+	s, err := newStore(real, cfg)
 	if err != nil {
-		return nil, wrapErr("create", path, err)
+		return nil, wrapErr("create", real, err)
 	}
 	err = s.exclusive(ctx, "create", func() error {
 		return s.create(sch, cfg.overwrite)
 	})
 	if err != nil {
-		return nil, wrapErr("create", path, err)
+		return nil, wrapErr("create", real, err)
 	}
 	s.logf(slog.LevelInfo, "created store", "fields", len(fields))
 	return s, nil
@@ -73,55 +77,78 @@ func Create(ctx context.Context, path string, fields []Field, opts ...Option) (*
 // is a psbase store this version can read. A missing store is ErrNotExist
 // (and no file is created) unless WithCreate is given, in which case it is
 // created; of many processes racing to open-or-create, exactly one creates.
+// A file left empty by an interrupted Create of an older psbase counts as
+// missing. A symbolic link at path is followed once (see Create).
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	cfg := newConfig(opts)
-	if abs, err := filepath.Abs(path); err == nil {
-		path = abs
+	real, err := resolvePath(path)
+	if err != nil {
+		return nil, wrapErr("open", path, err)
 	}
 	var createSchema *schema
 	if cfg.create != nil {
 		sch, err := newSchema(cfg.create)
 		if err != nil {
-			return nil, wrapErr("open", path, err)
+			return nil, wrapErr("open", real, err)
 		}
 		createSchema = sch
 	}
-	if err := statStore(path); err != nil {
+	if err := statStore(real); err != nil {
 		if createSchema == nil || !errors.Is(err, ErrNotExist) || errors.Is(err, errIsDir) {
-			return nil, wrapErr("open", path, err)
+			return nil, wrapErr("open", real, err)
 		}
 	}
-	s, err := newStore(path, cfg)
+	s, err := newStore(real, cfg)
 	if err != nil {
-		return nil, wrapErr("open", path, err)
+		return nil, wrapErr("open", real, err)
 	}
 	if createSchema != nil {
 		// Decide under the exclusive lock: the first process creates, the
 		// rest find the store there and only verify it.
 		err = s.exclusive(ctx, "open", func() error {
-			if err := statStore(path); errors.Is(err, ErrNotExist) {
+			fi, err := os.Lstat(real)
+			if errors.Is(err, fs.ErrNotExist) || (err == nil && fi.Mode().IsRegular() && s.halfMade(fi)) {
 				return s.create(createSchema, false)
 			}
-			return s.verify(false)
+			return s.verify(true)
 		})
 	} else if !cfg.lazyOpen {
-		err = s.shared(ctx, "open", func() error { return s.verify(true) })
+		err = s.shared(ctx, "open", func() error { return s.verifyExisting() })
 	}
 	if err != nil {
-		return nil, wrapErr("open", path, err)
+		return nil, wrapErr("open", real, err)
 	}
 	return s, nil
 }
 
+// verifyExisting is verify for Open without WithCreate: a file left empty by
+// an interrupted Create is reported as no store at all.
+func (s *Store) verifyExisting() error {
+	err := s.verify(false)
+	if errors.Is(err, ErrCorrupt) {
+		if fi, serr := os.Lstat(s.path); serr == nil && fi.Mode().IsRegular() && s.halfMade(fi) {
+			return fmt.Errorf("%w: %s holds no store (its creation was interrupted); Create or Open with WithCreate makes one", ErrNotExist, s.path)
+		}
+	}
+	return err
+}
+
+// statStore reports ErrNotExist for a missing path or a directory.
+func statStore(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: no file at %s", ErrNotExist, path)
+	case err != nil:
+		return classifyPathError(path, err)
+	case fi.IsDir():
+		return fmt.Errorf("%w: %s %w", ErrNotExist, path, errIsDir)
+	}
+	return nil
+}
+
 func newStore(path string, cfg config) (*Store, error) {
-	if path == "" {
-		return nil, errorf(ErrNotExist, "empty path")
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, err
-	}
-	lk, err := newFileLock(abs, lockConfig{
+	lk, err := newFileLock(path, lockConfig{
 		FileMode:       cfg.fileMode,
 		AllowNetworkFS: cfg.allowNetworkFS,
 		Logger:         cfg.logger,
@@ -129,11 +156,11 @@ func newStore(path string, cfg config) (*Store, error) {
 	})
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrNotExist) {
-			err = fmt.Errorf("%w: directory %s: %w", ErrNotExist, filepath.Dir(abs), err)
+			err = fmt.Errorf("%w: directory %s: %w", ErrNotExist, filepath.Dir(path), err)
 		}
 		return nil, err
 	}
-	s := &Store{path: abs, cfg: cfg, lock: lk, log: cfg.logger}
+	s := &Store{path: path, cfg: cfg, lock: lk, log: cfg.logger}
 	return s, nil
 }
 
@@ -183,38 +210,16 @@ func (s *Store) acquire(ctx context.Context, op string, exclusive bool) (func(),
 	return release, nil
 }
 
-// begin starts a transaction for op: lock, open, bbolt Begin, schema.
+// begin starts a transaction for op: the backend's lock and transaction,
+// then the format and schema.
 func (s *Store) begin(ctx context.Context, op string, write bool) (*Tx, error) {
-	release, err := s.acquire(ctx, op, write)
+	kt, err := s.beginLocal(ctx, op, write)
 	if err != nil {
 		return nil, err
 	}
-	db, err := s.openBolt(write)
-	if err != nil {
-		release()
-		return nil, err
-	}
-	tx := &Tx{s: s, op: op, db: db, write: write, release: release}
-	err = withFaultGuard(func() error {
-		btx, err := db.Begin(write)
-		if err != nil {
-			return classifyIOError(err)
-		}
-		tx.btx = btx
-		if err := checkFormat(btx); err != nil {
-			return err
-		}
-		tx.meta = btx.Bucket(bucketMeta)
-		tx.records = btx.Bucket(bucketRecords)
-		tx.sch, err = s.loadSchema(tx.meta)
-		return err
-	})
-	if err != nil {
-		if tx.btx != nil {
-			_ = tx.btx.Rollback()
-		}
-		_ = db.Close()
-		release()
+	tx := &Tx{s: s, op: op, kt: kt, write: write}
+	if err := tx.init(); err != nil {
+		_ = tx.finish(false)
 		return nil, err
 	}
 	return tx, nil
@@ -222,14 +227,13 @@ func (s *Store) begin(ctx context.Context, op string, write bool) (*Tx, error) {
 
 // run executes fn in a transaction of its own: commit on nil (writes),
 // rollback on error or panic (the panic is re-raised after the rollback, the
-// lock released).
+// lock released). fn is user code for Txn and View; for the one-call methods
+// it calls guarded Tx methods only, so any panic reaching here is the user's.
 func (s *Store) run(ctx context.Context, op string, write bool, fn func(*Tx) error) (err error) {
 	tx, err := s.begin(ctx, op, write)
 	if err != nil {
 		return wrapErr(op, s.path, err)
 	}
-	old := debug.SetPanicOnFault(true)
-	defer debug.SetPanicOnFault(old)
 	defer func() {
 		if p := recover(); p != nil {
 			_ = tx.finish(false)
@@ -268,7 +272,8 @@ func (s *Store) Destroy(ctx context.Context) error {
 		if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return classifyIOError(err)
 		}
-		_ = os.Remove(s.path + ".compact")
+		_ = os.Remove(s.path + suffixCompact)
+		_ = os.Remove(s.path + suffixCreating)
 		return s.lock.removeFiles()
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package psbase
 
 import (
 	"context"
+	"os"
 	"time"
 )
 
@@ -133,15 +134,29 @@ type Stats struct {
 // Stats returns the store's size, count and schema, under the shared lock.
 func (s *Store) Stats(ctx context.Context) (st Stats, err error) {
 	err = s.run(ctx, "stats", false, func(tx *Tx) error {
-		st.Path = s.path
-		st.Records = int(u64(tx.meta.Get(keyCount)))
-		st.FormatVersion = FormatVersion
-		st.Schema = tx.sch.public()
-		st.NextID = tx.records.Sequence() + 1
-		st.FileSize = tx.btx.Size()
-		st.Created, _ = time.Parse(time.RFC3339Nano, string(tx.meta.Get(keyCreated)))
-		return nil
+		st, err = tx.stats()
+		return err
 	})
 	st.LastLockWait = time.Duration(s.lastWait.Load())
 	return st, err
+}
+
+// stats reads what Stats reports; the lock is held, so the file's size is the
+// size of the store as this transaction sees it.
+func (tx *Tx) stats() (st Stats, err error) {
+	old, err := tx.enter(false)
+	if err != nil {
+		return st, err
+	}
+	defer tx.exit(old, &err)
+	st.Path = tx.s.path
+	st.Records = int(u64(tx.meta.Get(keyCount)))
+	st.FormatVersion = int(formatOf(tx.meta))
+	st.Schema = tx.sch.public()
+	st.NextID = tx.records.Sequence() + 1
+	if fi, err := os.Stat(tx.s.path); err == nil {
+		st.FileSize = fi.Size()
+	}
+	st.Created, _ = time.Parse(time.RFC3339Nano, string(tx.meta.Get(keyCreated)))
+	return st, nil
 }

@@ -761,7 +761,7 @@ func TestNotAStore(t *testing.T) {
 		want error
 	}{
 		{"random bytes", write("random.db", random), ErrCorrupt},
-		{"empty file", write("empty.db", nil), ErrCorrupt},
+		{"empty file (an interrupted Create: no store)", write("empty.db", nil), ErrNotExist},
 		{"text file", write("text.db", []byte("hello, world\n")), ErrCorrupt},
 		{"plain bbolt", plainBolt, ErrCorrupt},
 		{"truncated store", truncated, ErrCorrupt},

@@ -1,40 +1,64 @@
 package psbase
 
+// tx.go: the Tx type and how a transaction ends (Commit, Rollback).
+//
+// May touch: the storage seam's transaction it was handed (internal/kv); the
+// Store's schema cache. Never a file or a lock directly: ending the kv.Tx
+// closes the backend's file and releases its lock.
+
 import (
 	"bytes"
-	"sync"
+	"runtime/debug"
+	"sync/atomic"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/psbase/psbase/internal/kv"
 )
 
-// Tx is a transaction on the store: one bbolt transaction on a database file
-// opened for it alone, under the store's lock (exclusive for a writable Tx,
-// shared for a read-only one). The lock is held from before the file is
-// opened until after it is closed, so no other process can see the file
-// between two transactions' states.
+// Tx is a transaction on the store, under the store's lock (exclusive for a
+// writable Tx, shared for a read-only one). For a local store it is one bbolt
+// transaction on a database file opened for it alone: the lock is held from
+// before the file is opened until after it is closed, so no other process can
+// see the file between two transactions' states.
 //
 // A Tx comes from Store.Txn, Store.View or Store.Begin. Txn and View end it
 // themselves; a Tx from Begin must end with Commit or Rollback, which close
 // the file and release the lock: until then every other process waits.
 //
-// A Tx is for one goroutine at a time. Records it returns stay valid after it
-// ends (they are copies). Never take another store's lock while a Tx is open
-// (flock has no deadlock detection): finish one, then start the other.
+// A Tx is for one goroutine at a time (Commit and Rollback may race: exactly
+// one of them ends it). Records it returns stay valid after it ends (they are
+// copies). Never take another store's lock while a Tx is open (flock has no
+// deadlock detection): finish one, then start the other.
 type Tx struct {
-	s       *Store
-	op      string
-	db      *bolt.DB
-	btx     *bolt.Tx
-	sch     *schema
-	write   bool
-	release func()
+	s     *Store
+	op    string
+	kt    kv.Tx
+	sch   *schema
+	write bool
 
-	mu      sync.Mutex // guards done against concurrent Commit/Rollback
-	done    bool
-	records *bolt.Bucket
-	meta    *bolt.Bucket
+	done   atomic.Bool // set once, by whichever of Commit and Rollback comes first
+	broken bool        // the storage failed under a method: see guard.go
+	depth  int         // nesting of guarded methods: see guard.go
+
+	records kv.Bucket
+	meta    kv.Bucket
 
 	schemaChanged bool
+}
+
+// init reads the format and the schema at the start of a transaction.
+func (tx *Tx) init() (err error) {
+	old, err := tx.enter(false)
+	if err != nil {
+		return err
+	}
+	defer tx.exit(old, &err)
+	if err := checkFormat(tx.kt); err != nil {
+		return err
+	}
+	tx.meta = tx.kt.Bucket(bucketMeta)
+	tx.records = tx.kt.Bucket(bucketRecords)
+	tx.sch, err = tx.s.loadSchema(tx.meta)
+	return err
 }
 
 // Writable reports whether the transaction may write.
@@ -64,58 +88,62 @@ func (tx *Tx) Rollback() error {
 	return nil
 }
 
-// finish commits (if commit and writable) or rolls back, then closes the
-// bbolt handle and releases the lock, in that order, whatever fails.
+// finish commits (if commit and writable) or rolls back, and ends the
+// backend's transaction, which closes its file and releases the lock whatever
+// fails. A broken transaction is abandoned instead (guard.go).
 func (tx *Tx) finish(commit bool) (err error) {
-	tx.mu.Lock()
-	defer tx.mu.Unlock()
-	if tx.done {
+	if !tx.done.CompareAndSwap(false, true) {
 		return ErrTxDone
 	}
-	tx.done = true
-	defer tx.release()
+	if tx.broken {
+		abandon(tx.kt)
+		if commit && tx.write {
+			return errorf(ErrCorrupt, "not committed: the transaction was abandoned after the file failed to read")
+		}
+		return nil
+	}
+	old := debug.SetPanicOnFault(true)
 	defer func() {
-		if cerr := tx.db.Close(); cerr != nil && err == nil {
-			err = cerr
+		debug.SetPanicOnFault(old)
+		if p := recover(); p != nil {
+			abandon(tx.kt)
+			err = errorf(ErrCorrupt, "bbolt failed while ending the transaction: %v", p)
 		}
 	}()
-	defer guardPanic(&err)
 	if commit && tx.write {
 		if tx.schemaChanged {
 			raw, err := encodeSchema(tx.sch)
-			if err != nil {
-				_ = tx.btx.Rollback()
-				return err
+			if err == nil {
+				err = tx.meta.Put(keySchema, raw)
 			}
-			if err := tx.meta.Put(keySchema, raw); err != nil {
-				_ = tx.btx.Rollback()
+			if err != nil {
+				_ = tx.kt.Rollback()
 				return err
 			}
 		}
-		if err := tx.btx.Commit(); err != nil {
-			return classifyIOError(err)
+		if err := tx.kt.Commit(); err != nil {
+			return err
 		}
 		tx.s.noteSchema(tx.sch)
 		return nil
 	}
-	return tx.btx.Rollback()
+	return tx.kt.Rollback()
 }
 
-// check returns ErrTxDone after the end, ErrReadOnly for a write in a
-// read-only transaction.
-func (tx *Tx) check(write bool) error {
-	if tx.done {
-		return ErrTxDone
+// abandon ends a transaction whose storage failed under it without touching
+// the storage again (see kv.Abandoner), or rolls it back if the backend has
+// no such need.
+func abandon(kt kv.Tx) {
+	if a, ok := kt.(kv.Abandoner); ok {
+		a.Abandon()
+		return
 	}
-	if write && !tx.write {
-		return errorf(ErrReadOnly, "write in a read-only transaction")
-	}
-	return nil
+	_ = kt.Rollback()
 }
 
 // loadSchema reads the schema from the meta bucket, reusing the Store's
 // cached copy when the stored bytes are unchanged.
-func (s *Store) loadSchema(meta *bolt.Bucket) (*schema, error) {
+func (s *Store) loadSchema(meta kv.Bucket) (*schema, error) {
 	raw := meta.Get(keySchema)
 	if raw == nil {
 		return nil, errorf(ErrCorrupt, "no schema in the meta bucket")
