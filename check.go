@@ -64,11 +64,10 @@ func (s *Store) Check(ctx context.Context) (CheckReport, error) {
 		}
 		return h.view(func(kt kv.Tx) error {
 			checkPages(kt, &rep)
-			checkLogical(kt, &rep)
-			return nil
+			return checkLogical(kt, &rep)
 		})
 	})
-	if err != nil && !errors.Is(err, ErrCorrupt) {
+	if err != nil && (!errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNewerFormat)) {
 		return rep, wrapErr("check", s.path, err)
 	}
 	if err != nil {
@@ -93,16 +92,21 @@ func checkPages(kt kv.Tx, rep *CheckReport) {
 
 // checkLogical checks what the record layer keeps: the meta, the schema,
 // every record's CRC and decoding, the count, the sequence and the indexes.
-func checkLogical(btx kv.Tx, rep *CheckReport) {
-	if err := checkFormat(btx); err != nil {
+// A store of a newer format is not damage: that is its error, not a problem.
+func checkLogical(btx kv.Tx, rep *CheckReport) error {
+	format, err := checkFormat(btx, false)
+	if errors.Is(err, ErrNewerFormat) {
+		return err
+	}
+	if err != nil {
 		rep.add(0, "", "%v", err)
-		return
+		return nil
 	}
 	meta := btx.Bucket(bucketMeta)
 	sch, err := decodeSchema(meta.Get(keySchema))
 	if err != nil {
 		rep.add(0, "", "%v", err)
-		return
+		return nil
 	}
 	records := btx.Bucket(bucketRecords)
 	var maxID uint64
@@ -120,7 +124,7 @@ func checkLogical(btx kv.Tx, rep *CheckReport) {
 				rep.add(id, "", "is a bucket, not a value")
 				continue
 			}
-			if _, err := decodeRecord(sch, id, v, nil); err != nil {
+			if _, err := decodeRecord(sch, format, id, v, nil); err != nil {
 				rep.add(id, "", "%s", recordCause(err, id))
 			}
 		}
@@ -131,7 +135,8 @@ func checkLogical(btx kv.Tx, rep *CheckReport) {
 	if seq := records.Sequence(); seq < maxID {
 		rep.add(0, "", "ID sequence %d is below the largest ID %d (IDs would be reused)", seq, maxID)
 	}
-	checkIndexes(btx, sch, rep)
+	checkIndexes(btx, sch, format, rep)
+	return nil
 }
 
 // recordCause trims "store is corrupt: record N: " from a record's error,

@@ -9,7 +9,7 @@ import (
 // checkIndexes verifies every index against the records: one entry per
 // record with the right value, no entry for a missing record, no duplicate
 // under a unique index, no stray index bucket.
-func checkIndexes(btx kv.Tx, sch *schema, rep *CheckReport) {
+func checkIndexes(btx kv.Tx, sch *schema, format uint32, rep *CheckReport) {
 	root := btx.Bucket(bucketIndexes)
 	records := btx.Bucket(bucketRecords)
 	known := map[string]bool{}
@@ -33,7 +33,7 @@ func checkIndexes(btx kv.Tx, sch *schema, rep *CheckReport) {
 			if len(k) != 8 {
 				continue
 			}
-			rec, err := decodeRecord(sch, u64(k), v, only)
+			rec, err := decodeRecord(sch, format, u64(k), v, only)
 			if err != nil {
 				continue // reported by the record scan
 			}
@@ -54,7 +54,7 @@ func checkIndexes(btx kv.Tx, sch *schema, rep *CheckReport) {
 			data := records.Get(idKey(id))
 			if data == nil {
 				rep.add(id, ix.Field, "stale entry: no such record")
-			} else if rec, err := decodeRecord(sch, id, data, only); err == nil {
+			} else if rec, err := decodeRecord(sch, format, id, data, only); err == nil {
 				if !bytes.Equal(orderKey(nil, f.Type, rec.Values[ix.Field]), val) {
 					rep.add(id, ix.Field, "stale entry: the record now holds %s", shortValue(rec.Values[ix.Field]))
 				}

@@ -1,6 +1,7 @@
 package psbase
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/psbase/psbase/internal/boltkv"
 	"github.com/psbase/psbase/internal/kv"
 	bolt "go.etcd.io/bbolt"
 )
@@ -35,6 +37,9 @@ const compactTxSize = 64 << 20
 // Cleanup first checks the store (as Check does) and refuses a damaged one
 // with ErrCorrupt, leaving it as it is: compacting would copy what bbolt can
 // still read and drop the rest silently. Use Recover on a damaged store.
+//
+// Cleanup also upgrades a store of an older format to FormatVersion (see
+// FORMAT.md): it rewrites every record's checksum in the copy.
 //
 // The new file keeps the old one's owner, group and mode, so a Cleanup run by
 // root from cron never locks the owning application out. A caller who could
@@ -67,15 +72,22 @@ func (s *Store) compact() (res CleanupResult, err error) {
 	// Refuse a damaged store (read through its own handle: the check reads
 	// every page, and a fault abandons that handle only).
 	var rep CheckReport
+	var format uint32
 	h, err := s.openBolt(false)
 	if err != nil {
 		return res, err
 	}
-	if err := h.view(func(kt kv.Tx) error {
+	err = h.view(func(kt kv.Tx) error {
+		var err error
+		if format, err = checkFormat(kt, true); errors.Is(err, ErrNewerFormat) {
+			return err
+		}
 		checkPages(kt, &rep)
-		checkLogical(kt, &rep)
-		return nil
-	}); err != nil {
+		return checkLogical(kt, &rep)
+	})
+	if errors.Is(err, ErrNewerFormat) {
+		return res, err
+	} else if err != nil {
 		rep.add(0, "", "%v", err)
 	}
 	if !rep.OK() {
@@ -117,6 +129,9 @@ func (s *Store) compact() (res CleanupResult, err error) {
 		return res, classifyIOError(err)
 	}
 	err = guarded(src, func() error { return bolt.Compact(dst, src.db, compactTxSize) })
+	if err == nil && format < FormatVersion {
+		err = dst.Update(func(btx *bolt.Tx) error { return upgradeFormat(boltkv.Tx{BTx: btx}, format) })
+	}
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
@@ -155,4 +170,28 @@ func syncFile(path string) error {
 		return classifyIOError(err)
 	}
 	return classifyIOError(f.Close())
+}
+
+// upgradeFormat brings a compacted copy in format from up to FormatVersion.
+// Format 1 → 2: every record's CRC is recomputed over its ID and body (the
+// body is unchanged; its old CRC was verified by Cleanup's check).
+func upgradeFormat(kt kv.Tx, from uint32) error {
+	if from < 2 {
+		records := kt.Bucket(bucketRecords)
+		c := records.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if len(k) != 8 || len(v) < crcSize {
+				return errorf(ErrCorrupt, "record key %x: cannot upgrade", k)
+			}
+			key := bytes.Clone(k)
+			body := v[:len(v)-crcSize]
+			// A fresh slice each time: bbolt keeps Put's value until commit.
+			val := append(append(make([]byte, 0, len(v)), body...), putU32(recordCRC(2, u64(key), body))...)
+			if err := records.Put(key, val); err != nil {
+				return err
+			}
+			c.Seek(key) // a Put invalidates the cursor: stand on the key again
+		}
+	}
+	return setFormat(kt.Bucket(bucketMeta), FormatVersion)
 }

@@ -3,16 +3,20 @@ package psbase
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/psbase/psbase/internal/kv"
 	berrors "go.etcd.io/bbolt/errors"
 )
 
-// FormatVersion is the version of the on-disk format described in FORMAT.md.
-// A store whose format is newer than this is refused with ErrCorrupt; an
-// older one is read as long as this package knows how.
-const FormatVersion = 1
+// FormatVersion is the newest on-disk format this psbase reads and writes,
+// described in FORMAT.md. New stores are made in it. Older stores are read
+// and written in their own format until Cleanup upgrades them. From format 2
+// on, a store also records the oldest format a reader and a writer must know
+// (min_read, min_write): a store whose minimum is newer than FormatVersion is
+// refused, unchanged, with ErrNewerFormat.
+const FormatVersion = 2
 
 // Bucket and key names of the on-disk format (see FORMAT.md). A psbase file
 // is a plain bbolt file: bbolt's own `bbolt check` works on it.
@@ -21,11 +25,27 @@ var (
 	bucketRecords = []byte("records") // idKey(ID) → encodeRecord(...)
 	bucketIndexes = []byte("indexes") // one sub-bucket per indexed field
 
-	keyFormat  = []byte("format")  // uint32 big-endian: FormatVersion
-	keySchema  = []byte("schema")  // msgpack of schema
-	keyCount   = []byte("count")   // uint64 big-endian: number of records
-	keyCreated = []byte("created") // RFC 3339 time of creation
+	keyFormat   = []byte("format")    // uint32 big-endian: FormatVersion
+	keySchema   = []byte("schema")    // msgpack of schema
+	keyCount    = []byte("count")     // uint64 big-endian: number of records
+	keyCreated  = []byte("created")   // RFC 3339 time of creation
+	keyMinRead  = []byte("min_read")  // uint32 big-endian: oldest format a reader must know (format ≥ 2)
+	keyMinWrite = []byte("min_write") // uint32 big-endian: oldest format a writer must know (format ≥ 2)
 )
+
+// The minimum versions this psbase writes into a store of FormatVersion:
+// format 2 changed the record checksum, so a format-1 psbase can neither
+// read nor write it.
+const (
+	minReadVersion  = 2
+	minWriteVersion = 2
+)
+
+func putU32(v uint32) []byte {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], v)
+	return b[:]
+}
 
 func u64(b []byte) uint64 {
 	if len(b) != 8 {
@@ -58,9 +78,7 @@ func initFormat(btx kv.Tx, s *schema) error {
 			return err
 		}
 	}
-	var f [4]byte
-	binary.BigEndian.PutUint32(f[:], FormatVersion)
-	if err := meta.Put(keyFormat, f[:]); err != nil {
+	if err := setFormat(meta, FormatVersion); err != nil {
 		return err
 	}
 	if err := meta.Put(keyCount, putU64(0)); err != nil {
@@ -76,23 +94,38 @@ func initFormat(btx kv.Tx, s *schema) error {
 	return meta.Put(keySchema, raw)
 }
 
-// checkFormat verifies that btx holds a psbase store this package can read.
-func checkFormat(btx kv.Tx) error {
+// checkFormat verifies that btx holds a psbase store this package can read
+// (and, with write, write) and returns its format version.
+func checkFormat(btx kv.Tx, write bool) (uint32, error) {
 	meta := btx.Bucket(bucketMeta)
 	if meta == nil {
-		return errorf(ErrCorrupt, "not a psbase store: no %q bucket", bucketMeta)
+		return 0, errorf(ErrCorrupt, "not a psbase store: no %q bucket", bucketMeta)
 	}
-	f := meta.Get(keyFormat)
-	if len(f) != 4 {
-		return errorf(ErrCorrupt, "not a psbase store: no format version")
+	v := formatOf(meta)
+	if v == 0 {
+		return 0, errorf(ErrCorrupt, "not a psbase store: no format version")
 	}
-	if v := binary.BigEndian.Uint32(f); v > FormatVersion || v == 0 {
-		return errorf(ErrCorrupt, "format version %d is not supported by this psbase (it reads up to %d)", v, FormatVersion)
+	if v >= 2 {
+		minRead, minWrite := meta.Get(keyMinRead), meta.Get(keyMinWrite)
+		if len(minRead) != 4 || len(minWrite) != 4 {
+			return 0, errorf(ErrCorrupt, "format %d store without its minimum reader and writer versions", v)
+		}
+		need := binary.BigEndian.Uint32(minRead)
+		if write {
+			need = max(need, binary.BigEndian.Uint32(minWrite))
+		}
+		if need > FormatVersion {
+			verb := "read"
+			if write {
+				verb = "write"
+			}
+			return 0, fmt.Errorf("%w: the store is format %d; to %s it needs a psbase that knows format %d, this one knows up to %d", ErrNewerFormat, v, verb, need, FormatVersion)
+		}
 	}
 	if btx.Bucket(bucketRecords) == nil || btx.Bucket(bucketIndexes) == nil {
-		return errorf(ErrCorrupt, "not a psbase store: missing buckets")
+		return 0, errorf(ErrCorrupt, "not a psbase store: missing buckets")
 	}
-	return nil
+	return v, nil
 }
 
 func isBoltTimeout(err error) bool { return errors.Is(err, berrors.ErrTimeout) }
@@ -114,4 +147,19 @@ func formatOf(meta kv.Bucket) uint32 {
 		return 0
 	}
 	return binary.BigEndian.Uint32(f)
+}
+
+// setFormat writes format version v (and, from format 2, its minimum reader
+// and writer versions) into the meta bucket.
+func setFormat(meta kv.Bucket, v uint32) error {
+	if err := meta.Put(keyFormat, putU32(v)); err != nil {
+		return err
+	}
+	if v < 2 {
+		return nil
+	}
+	if err := meta.Put(keyMinRead, putU32(minReadVersion)); err != nil {
+		return err
+	}
+	return meta.Put(keyMinWrite, putU32(minWriteVersion))
 }

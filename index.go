@@ -51,19 +51,23 @@ func entryKey(f *fieldDef, v any, id uint64) []byte {
 
 // indexCheckUnique refuses vals (for record id; 0 for a new record) if a
 // unique index already holds one of its values under another record.
+// It also refuses a value too large to be an index key, so that nothing is
+// written: bbolt's keys are at most maxIndexValue + 8 (the ID) bytes.
 func (tx *Tx) indexCheckUnique(id uint64, vals Values) error {
 	for i := range tx.sch.Indexes {
 		ix := &tx.sch.Indexes[i]
-		if !ix.Unique {
-			continue
-		}
-		v := vals[ix.Field]
-		if v == nil {
-			continue
-		}
 		f, err := tx.sch.field(ix.Field)
 		if err != nil {
-			return err
+			return errorf(ErrCorrupt, "index on unknown field %q", ix.Field)
+		}
+		v := vals[ix.Field]
+		if v != nil {
+			if n := orderKeyLen(f.Type, v); n > maxIndexValue {
+				return errorf(ErrSchema, "field %q: the value is too large to index (%d bytes encoded, the limit is %d: bbolt's 32 KiB key limit minus the 8-byte ID)", ix.Field, n, maxIndexValue)
+			}
+		}
+		if !ix.Unique || v == nil {
+			continue
 		}
 		b, err := tx.indexBucket(ix.Field)
 		if err != nil {
@@ -75,6 +79,10 @@ func (tx *Tx) indexCheckUnique(id uint64, vals Values) error {
 	}
 	return nil
 }
+
+// maxIndexValue is the longest encoded value an index entry can hold:
+// bbolt's maximum key size (bolt.MaxKeySize, 32768) minus the 8-byte ID.
+const maxIndexValue = 32768 - 8
 
 // firstWithPrefix returns the ID of the first entry whose value is exactly
 // the one encoded by vk.

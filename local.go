@@ -175,7 +175,7 @@ func (s *Store) verify(write bool) error {
 		return err
 	}
 	return h.view(func(kt kv.Tx) error {
-		if err := checkFormat(kt); err != nil {
+		if _, err := checkFormat(kt, write); err != nil {
 			return err
 		}
 		_, err := s.loadSchema(kt.Bucket(bucketMeta))

@@ -1,8 +1,10 @@
 package psbase
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -97,4 +99,27 @@ func successor(prefix []byte) []byte {
 		}
 	}
 	return nil
+}
+
+// orderKeyLen is len(orderKey(nil, t, v)), without building the key.
+func orderKeyLen(t Type, v any) int {
+	if v == nil {
+		return 1
+	}
+	escaped := func(n, zeros int) int { return 1 + n + zeros + 2 }
+	switch t {
+	case Int, Float:
+		return 9
+	case Bool:
+		return 2
+	case Time:
+		return 13
+	case String:
+		s := v.(string)
+		return escaped(len(s), strings.Count(s, "\x00"))
+	case Bytes:
+		b := v.([]byte)
+		return escaped(len(b), bytes.Count(b, []byte{0}))
+	}
+	return 1
 }

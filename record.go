@@ -3,7 +3,10 @@ package psbase
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"hash/crc32"
+	"math"
 	"sort"
 	"time"
 
@@ -59,9 +62,12 @@ func idKey(id uint64) []byte {
 }
 
 // encodeRecord encodes version and the values of live fields as the msgpack
-// array [version, {fieldNum: value, ...}] followed by the CRC32C of those
-// bytes (big-endian). Values must already be canonical (see normalize).
-func encodeRecord(s *schema, version uint64, vals Values) ([]byte, error) {
+// array [version, {fieldNum: value, ...}] followed by a CRC32C (big-endian).
+// In format 2 and later the CRC covers the record's ID (its 8-byte key)
+// followed by those bytes, so a value that ends up under another key — a
+// stale page copied where another belonged — fails its check; in format 1 it
+// covers the bytes alone. Values must already be canonical (see normalize).
+func encodeRecord(s *schema, format uint32, id, version uint64, vals Values) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Grow(64)
 	enc := msgpack.NewEncoder(&buf)
@@ -86,11 +92,20 @@ func encodeRecord(s *schema, version uint64, vals Values) ([]byte, error) {
 			return nil, err
 		}
 	}
-	sum := crc32.Checksum(buf.Bytes(), castagnoli)
 	var c [crcSize]byte
-	binary.BigEndian.PutUint32(c[:], sum)
+	binary.BigEndian.PutUint32(c[:], recordCRC(format, id, buf.Bytes()))
 	buf.Write(c[:])
 	return buf.Bytes(), nil
+}
+
+// recordCRC is the checksum stored after a record's body (see encodeRecord).
+func recordCRC(format uint32, id uint64, body []byte) uint32 {
+	if format < 2 {
+		return crc32.Checksum(body, castagnoli)
+	}
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], id)
+	return crc32.Update(crc32.Checksum(k[:], castagnoli), castagnoli, body)
 }
 
 func encodeValue(enc *msgpack.Encoder, t Type, v any) error {
@@ -109,58 +124,75 @@ func encodeValue(enc *msgpack.Encoder, t Type, v any) error {
 	case Time:
 		return enc.EncodeTime(v.(time.Time))
 	case Bytes:
-		return enc.EncodeBytes(v.([]byte))
+		b := v.([]byte)
+		if b == nil {
+			b = []byte{} // msgpack writes a nil slice as nil: the empty value is not null
+		}
+		return enc.EncodeBytes(b)
 	}
 	return errorf(ErrSchema, "invalid type %d", t)
 }
 
-// decodeRecord checks the CRC and decodes a stored value. Values of retired
-// field numbers are skipped; live fields missing from the record read back
-// as their default. fields, if not nil, restricts the result to those names
-// (a projection). Any failure is ErrCorrupt naming the record.
-func decodeRecord(s *schema, id uint64, data []byte, fields map[string]bool) (Record, error) {
+// decodeRecord checks the CRC and decodes a stored value (see wire.go: the
+// bytes are untrusted, reading them is bounded). Values of retired field
+// numbers are skipped; live fields missing from the record read back as
+// their default. fields, if not nil, restricts the result to those names (a
+// projection). Any failure is ErrCorrupt naming the record.
+func decodeRecord(s *schema, format uint32, id uint64, data []byte, fields map[string]bool) (Record, error) {
 	if len(data) < crcSize+2 {
 		return Record{}, errorf(ErrCorrupt, "record %d: value too short (%d bytes)", id, len(data))
 	}
 	body, sum := data[:len(data)-crcSize], binary.BigEndian.Uint32(data[len(data)-crcSize:])
-	if got := crc32.Checksum(body, castagnoli); got != sum {
+	if got := recordCRC(format, id, body); got != sum {
 		return Record{}, errorf(ErrCorrupt, "record %d: CRC32C mismatch (stored %08x, computed %08x)", id, sum, got)
 	}
-	dec := msgpack.NewDecoder(bytes.NewReader(body))
+	r := &mpReader{b: body}
 	bad := func(what string, err error) (Record, error) {
 		return Record{}, errorf(ErrCorrupt, "record %d: %s: %v", id, what, err)
 	}
-	n, err := dec.DecodeArrayLen()
+	n, err := r.containerLen(false)
 	if err != nil || n != 2 {
+		if err == nil {
+			err = fmt.Errorf("array of %d, want 2", n)
+		}
 		return bad("header", err)
 	}
-	version, err := dec.DecodeUint64()
+	version, err := r.uint()
 	if err != nil {
 		return bad("version", err)
 	}
-	m, err := dec.DecodeMapLen()
-	if err != nil || m < 0 {
+	m, err := r.containerLen(true)
+	if err != nil {
 		return bad("field map", err)
 	}
 	rec := Record{ID: id, Version: version, Values: make(Values, len(s.Fields))}
 	for range m {
-		num, err := dec.DecodeUint32()
-		if err != nil {
+		num, err := r.uint()
+		if err != nil || num > math.MaxUint32 {
+			if err == nil {
+				err = fmt.Errorf("%d", num)
+			}
 			return bad("field number", err)
 		}
-		i, live := s.byNum[num]
+		i, live := s.byNum[uint32(num)]
 		if !live || (fields != nil && !fields[s.Fields[i].Name]) {
-			if err := dec.Skip(); err != nil {
+			if err := r.skipScalar(); err != nil {
 				return bad("value", err)
 			}
 			continue
 		}
 		f := &s.Fields[i]
-		v, err := decodeValue(dec, f.Type)
+		v, err := r.scalar(f.Type)
 		if err != nil {
 			return bad("field "+f.Name, err)
 		}
+		if _, dup := rec.Values[f.Name]; dup {
+			return bad("field "+f.Name, errors.New("stored twice"))
+		}
 		rec.Values[f.Name] = v
+	}
+	if r.left() != 0 {
+		return bad("body", fmt.Errorf("%d bytes after the field map", r.left()))
 	}
 	for i := range s.Fields {
 		f := &s.Fields[i]
@@ -172,36 +204,6 @@ func decodeRecord(s *schema, id uint64, data []byte, fields map[string]bool) (Re
 		}
 	}
 	return rec, nil
-}
-
-func decodeValue(dec *msgpack.Decoder, t Type) (any, error) {
-	c, err := dec.PeekCode()
-	if err != nil {
-		return nil, err
-	}
-	if c == 0xc0 { // msgpack nil
-		return nil, dec.DecodeNil()
-	}
-	switch t {
-	case String:
-		return dec.DecodeString()
-	case Int:
-		return dec.DecodeInt64()
-	case Float:
-		return dec.DecodeFloat64()
-	case Bool:
-		return dec.DecodeBool()
-	case Time:
-		tm, err := dec.DecodeTime()
-		return tm.UTC(), err
-	case Bytes:
-		b, err := dec.DecodeBytes()
-		if b == nil && err == nil {
-			b = []byte{}
-		}
-		return b, err
-	}
-	return nil, errorf(ErrCorrupt, "invalid type %d", t)
 }
 
 // cloneValue copies mutable values (bytes) so records never share memory

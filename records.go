@@ -27,15 +27,24 @@ func (tx *Tx) Insert(v any) (id uint64, err error) {
 	return tx.insert(vals)
 }
 
+// insert writes a new record. Everything that can refuse it is checked
+// before the first write (unique values, index key sizes, a free ID), so a
+// refused insert leaves the transaction as it was.
 func (tx *Tx) insert(vals Values) (uint64, error) {
 	if err := tx.indexCheckUnique(0, vals); err != nil {
 		return 0, err
+	}
+	// The sequence is the last ID handed out, so the next one must be free.
+	// If a record already sits there the bucket's header is damaged (one bad
+	// bit can set the sequence back): putting would overwrite that record.
+	if next := tx.records.Sequence() + 1; tx.records.Get(idKey(next)) != nil {
+		return 0, errorf(ErrCorrupt, "the ID sequence (%d) is behind the records: record %d already exists; run Check", next-1, next)
 	}
 	id, err := tx.records.NextSequence()
 	if err != nil {
 		return 0, err
 	}
-	data, err := encodeRecord(tx.sch, 1, vals)
+	data, err := encodeRecord(tx.sch, tx.format, id, 1, vals)
 	if err != nil {
 		return 0, err
 	}
@@ -103,7 +112,7 @@ func (tx *Tx) get(id uint64) (Record, error) {
 	if data == nil {
 		return Record{}, errorf(ErrNotFound, "record %d", id)
 	}
-	return decodeRecord(tx.sch, id, data, nil)
+	return decodeRecord(tx.sch, tx.format, id, data, nil)
 }
 
 // Update applies changes to the record rec.ID if its stored Version is still
@@ -156,7 +165,7 @@ func (tx *Tx) update(id uint64, version *uint64, changes any) (Record, error) {
 	if err := tx.indexCheckUnique(id, merged); err != nil {
 		return Record{}, err
 	}
-	data, err := encodeRecord(tx.sch, old.Version+1, merged)
+	data, err := encodeRecord(tx.sch, tx.format, id, old.Version+1, merged)
 	if err != nil {
 		return Record{}, err
 	}
@@ -227,7 +236,7 @@ func (tx *Tx) decodeAt(k, v []byte, fields map[string]bool) (Record, error) {
 	if len(k) != 8 {
 		return Record{}, errorf(ErrCorrupt, "record key %x is not 8 bytes", k)
 	}
-	return decodeRecord(tx.sch, u64(k), v, fields)
+	return decodeRecord(tx.sch, tx.format, u64(k), v, fields)
 }
 
 // String describes the transaction for logs.

@@ -90,6 +90,10 @@ type Field struct {
 	Unique  bool `json:"unique,omitempty"`
 }
 
+// maxSchemaSize bounds the stored schema (a schema of the most fields anyone
+// declares is a few kilobytes; the bound only keeps a damaged one harmless).
+const maxSchemaSize = 1 << 20
+
 // maxFieldName bounds field names; longer ones are refused.
 const maxFieldName = 64
 
@@ -298,9 +302,20 @@ func encodeSchema(s *schema) ([]byte, error) {
 }
 
 func decodeSchema(b []byte) (*schema, error) {
+	// The schema is untrusted bytes: check their shape (bounded, without
+	// recursion) before a general decoder may allocate what they claim.
+	if len(b) > maxSchemaSize {
+		return nil, errorf(ErrCorrupt, "schema of %d bytes (at most %d)", len(b), maxSchemaSize)
+	}
+	if err := validateMsgpack(b, 3); err != nil {
+		return nil, errorf(ErrCorrupt, "schema does not decode: %v", err)
+	}
 	var s schema
 	if err := msgpack.Unmarshal(b, &s); err != nil {
 		return nil, errorf(ErrCorrupt, "schema does not decode: %v", err)
+	}
+	if len(s.Fields) == 0 {
+		return nil, errorf(ErrCorrupt, "schema has no fields")
 	}
 	for i := range s.Fields {
 		f := &s.Fields[i]

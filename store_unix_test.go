@@ -3,6 +3,7 @@
 package psbase
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Error cases that need another process: an unprivileged user facing an
@@ -70,6 +73,49 @@ func TestStoreHelperProcess(t *testing.T) {
 		}
 		_, err = s.Cleanup(ctx)
 		report("cleanup", err)
+	case "cleanup":
+		s, err := Open(ctx, db)
+		if err == nil {
+			_, err = s.Cleanup(ctx)
+		}
+		report("cleanup", err)
+	case "msgpack-skip":
+		// The negative control of TestHostileMsgpack: msgpack's own
+		// recursive Skip on nesting psbase's bounded reader refuses.
+		dec := msgpack.NewDecoder(bytes.NewReader(deepNesting(6_000_000)))
+		fmt.Println("skip:", dec.Skip())
+	case "create-overwrite", "create-open-create", "create-create":
+		// Loops until killed (TestCreateKilled): each round replaces the
+		// store with one of another schema.
+		fmt.Println("looping")
+		for i := 0; ; i++ {
+			fields := testFields
+			if i%2 == 1 {
+				fields = []Field{{Name: "only", Type: String}}
+			}
+			var err error
+			switch mode {
+			case "create-overwrite":
+				_, err = Create(ctx, db, fields, WithOverwrite())
+			case "create-open-create":
+				var st *Store
+				if st, err = Open(ctx, db, WithCreate(fields)); err == nil {
+					err = st.Destroy(ctx)
+				}
+			case "create-create":
+				_, err = Create(ctx, db, fields)
+				if errors.Is(err, ErrExists) {
+					var st *Store
+					if st, err = Open(ctx, db); err == nil {
+						err = st.Destroy(ctx)
+					}
+				}
+			}
+			if err != nil {
+				fmt.Println("error:", err)
+				os.Exit(3)
+			}
+		}
 	}
 	os.Exit(0)
 }

@@ -29,11 +29,12 @@ import (
 // copies). Never take another store's lock while a Tx is open (flock has no
 // deadlock detection): finish one, then start the other.
 type Tx struct {
-	s     *Store
-	op    string
-	kt    kv.Tx
-	sch   *schema
-	write bool
+	s      *Store
+	op     string
+	kt     kv.Tx
+	sch    *schema
+	write  bool
+	format uint32 // the store's format version (record encoding, see record.go)
 
 	done   atomic.Bool // set once, by whichever of Commit and Rollback comes first
 	broken bool        // the storage failed under a method: see guard.go
@@ -52,7 +53,7 @@ func (tx *Tx) init() (err error) {
 		return err
 	}
 	defer tx.exit(old, &err)
-	if err := checkFormat(tx.kt); err != nil {
+	if tx.format, err = checkFormat(tx.kt, tx.write); err != nil {
 		return err
 	}
 	tx.meta = tx.kt.Bucket(bucketMeta)

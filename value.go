@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -38,8 +39,37 @@ func zeroValue(t Type) any {
 // ErrSchema error naming the field, the expected type and what it got. Any
 // Go integer kind is accepted for Int (and Float); a float is accepted for
 // Int only when it is integral and in range (JSON numbers); time.Time is kept
-// in UTC at nanosecond precision; []byte is copied.
+// in UTC at nanosecond precision; []byte is copied, and a nil []byte is the
+// empty value (only an untyped nil is null).
+//
+// Two rules keep every stored value faithful through any encoding (JSON
+// export and import among them): a String holds valid UTF-8 (arbitrary
+// bytes belong in a Bytes field), and a Time lies in the years 0000–9999
+// (the range of RFC 3339). Both are refused on write, before anything is
+// written.
 func normalize(f *fieldDef, v any) (any, error) {
+	n, err := normalizeType(f, v)
+	if err != nil || n == nil {
+		return n, err
+	}
+	switch x := n.(type) {
+	case string:
+		if !utf8.ValidString(x) {
+			return nil, errorf(ErrSchema, "field %q: the string is not valid UTF-8 (store arbitrary bytes in a bytes field)", f.Name)
+		}
+	case time.Time:
+		if y := x.Year(); y < 0 || y > 9999 {
+			return nil, errorf(ErrSchema, "field %q: year %d is outside 0000-9999", f.Name, y)
+		}
+	case []byte:
+		if x == nil {
+			return []byte{}, nil
+		}
+	}
+	return n, nil
+}
+
+func normalizeType(f *fieldDef, v any) (any, error) {
 	if v == nil {
 		if f.Nullable {
 			return nil, nil

@@ -22,8 +22,8 @@
 //     before by that bucket, even after deletes, rollbacks of other Txs, or a
 //     compaction of the store (SetSequence may move it forward).
 //   - Slices returned by Get and by a Cursor are valid only for the life of
-//     the Tx and must not be modified; Put's arguments may be reused by the
-//     caller once Put returns.
+//     the Tx and must not be modified. Put's key and value must stay valid
+//     and unmodified until the Tx ends (bbolt keeps them until commit).
 //   - Names: buckets are named by byte strings; the record layer uses the
 //     top-level buckets "psbase" (meta), "records" and "indexes", and one
 //     nested bucket per index inside "indexes".
