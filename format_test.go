@@ -44,7 +44,10 @@ func (m *mp) uint(v uint64) *mp {
 	m.raw(0xcf)
 	return m.raw(binary.BigEndian.AppendUint64(nil, v)...)
 }
-func (m *mp) int64(v int64) *mp { m.raw(0xd3); return m.raw(binary.BigEndian.AppendUint64(nil, uint64(v))...) }
+func (m *mp) int64(v int64) *mp {
+	m.raw(0xd3)
+	return m.raw(binary.BigEndian.AppendUint64(nil, uint64(v))...)
+}
 func (m *mp) float(f float64) *mp {
 	m.raw(0xcb)
 	return m.raw(binary.BigEndian.AppendUint64(nil, math.Float64bits(f))...)
@@ -54,7 +57,7 @@ func (m *mp) time(t time.Time) *mp { // the 12-byte timestamp form
 	m.raw(binary.BigEndian.AppendUint32(nil, uint32(t.Nanosecond()))...)
 	return m.raw(binary.BigEndian.AppendUint64(nil, uint64(t.Unix()))...)
 }
-func (m *mp) arr(n int) *mp { return m.raw(0x90 | byte(n)) }
+func (m *mp) arr(n int) *mp  { return m.raw(0x90 | byte(n)) }
 func (m *mp) fmap(n int) *mp { return m.raw(0x80 | byte(n)) }
 
 // handRecord is a record value per FORMAT.md.
