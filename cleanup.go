@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -46,9 +47,9 @@ const compactTxSize = 64 << 20
 // not give it those (neither root nor the owner, or not in the file's group)
 // gets ErrReadOnly before anything is written.
 func (s *Store) Cleanup(ctx context.Context) (res CleanupResult, err error) {
-	err = s.exclusive(ctx, "cleanup", func() error {
+	err = s.locked(ctx, "cleanup", true, false, func(g *lockGrant) error {
 		var err error
-		res, err = s.compact()
+		res, err = s.compact(g)
 		return err
 	})
 	if err != nil {
@@ -59,7 +60,7 @@ func (s *Store) Cleanup(ctx context.Context) (res CleanupResult, err error) {
 }
 
 // compact does Cleanup's work; the exclusive lock is held.
-func (s *Store) compact() (res CleanupResult, err error) {
+func (s *Store) compact(g *lockGrant) (res CleanupResult, err error) {
 	fi, err := os.Lstat(s.path)
 	if err != nil {
 		return res, statStore(s.path)
@@ -141,7 +142,16 @@ func (s *Store) compact() (res CleanupResult, err error) {
 	if err := syncFile(tmp); err != nil {
 		return res, err
 	}
-	// The rename must replace the file this Cleanup copied, and nothing else.
+	// The rename must replace the file this Cleanup copied, and nothing
+	// else, and only while its lock still excludes every writer (T20): a
+	// lock file deleted meanwhile let writers in whose commits the copy
+	// lacks.
+	if s.cfg.weak.beforeRename != nil {
+		s.cfg.weak.beforeRename()
+	}
+	if err := g.stillHeld(); err != nil && !s.cfg.weak.noRenameCheck {
+		return res, fmt.Errorf("Cleanup discarded its copy, the store is as it was: %w", err)
+	}
 	if !sameFile(src.file, s.path) {
 		return res, errorf(ErrUnknownOutcome, "%s was replaced during Cleanup; the compacted copy was discarded", s.path)
 	}

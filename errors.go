@@ -157,13 +157,17 @@ func errorf(sentinel error, format string, args ...any) error {
 
 // LockHolder describes one process that holds, or waits for, a store's lock.
 type LockHolder struct {
-	PID       int       // process ID, 0 when unknown
-	Exclusive bool      // exclusive (write) or shared (read)
-	Waiting   bool      // true: blocked waiting for the lock, not holding it
-	Op        string    // the operation, when the holder recorded it
-	Host      string    // the host name, when recorded
-	Since     time.Time // when it took the lock, when recorded
-	Command   string    // the process's command line, when the OS tells
+	PID       int  // process ID, 0 when unknown
+	Exclusive bool // exclusive (write) or shared (read)
+	Waiting   bool // true: blocked waiting for the lock, not holding it
+	// Gate: the entry is for the turnstile gate (<db>.gate), not the data
+	// lock. A gate holder is the writer next in line: every process that
+	// arrives after it waits behind it, so a stopped one blocks them all.
+	Gate    bool
+	Op      string    // the operation, when the holder recorded it
+	Host    string    // the host name, when recorded
+	Since   time.Time // when it took the lock, when recorded
+	Command string    // the process's command line, when the OS tells
 }
 
 func (h LockHolder) String() string {
@@ -180,9 +184,14 @@ func (h LockHolder) String() string {
 	if h.Exclusive {
 		mode = "exclusive"
 	}
-	if h.Waiting {
+	switch {
+	case h.Gate && h.Waiting:
+		b.WriteString(" waiting at the gate")
+	case h.Gate:
+		b.WriteString(" holding the gate (next writer in line)")
+	case h.Waiting:
 		fmt.Fprintf(&b, " waiting for %s", mode)
-	} else {
+	default:
 		fmt.Fprintf(&b, " holding %s", mode)
 	}
 	if h.Op != "" {

@@ -147,3 +147,20 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// stillTheStore reports, with an error wrapping ErrUnknownOutcome, that f (the
+// database file a transaction committed into) is no longer the file at path:
+// it was unlinked or replaced while the transaction ran.
+func stillTheStore(path string, f *os.File) error {
+	if f == nil {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err == nil && fileLinks(fi) > 0 {
+		var pfi os.FileInfo
+		if pfi, err = os.Lstat(path); err == nil && os.SameFile(fi, pfi) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: the write was committed into a file that is no longer the store at %s (it was replaced or removed meanwhile: a Cleanup by a process whose lock file had been deleted?); it may be lost: check before retrying", ErrUnknownOutcome, path)
+}

@@ -64,6 +64,9 @@ func (s *Store) openBolt(write bool) (*boltFile, error) {
 		OpenFile: func(name string, flag int, _ os.FileMode) (*os.File, error) {
 			f, err := openStoreFile(name, flag)
 			h.file = f
+			if err == nil && s.cfg.weak.afterOpen != nil {
+				s.cfg.weak.afterOpen()
+			}
 			return f, err
 		},
 	}
@@ -111,10 +114,11 @@ func (s *Store) classifyOpenError(err error) error {
 // opened for it alone. Ending the returned kv.Tx closes the file and
 // releases the lock, in that order.
 func (s *Store) beginLocal(ctx context.Context, op string, write bool) (kv.Tx, error) {
-	release, err := s.acquire(ctx, op, write)
+	g, err := s.acquire(ctx, op, write, false)
 	if err != nil {
 		return nil, err
 	}
+	release := g.release
 	h, err := s.openBolt(write)
 	if err != nil {
 		release()
@@ -131,19 +135,32 @@ func (s *Store) beginLocal(ctx context.Context, op string, write bool) (kv.Tx, e
 		release()
 		return nil, classifyIOError(err)
 	}
-	return &localTx{Tx: boltkv.Tx{BTx: btx}, h: h, release: release}, nil
+	return &localTx{Tx: boltkv.Tx{BTx: btx}, s: s, h: h, grant: g, release: release}, nil
 }
 
 // localTx is a transaction of the local backend.
 type localTx struct {
 	boltkv.Tx
+	s       *Store
 	h       *boltFile
+	grant   *lockGrant
 	release func()
 }
 
 // Commit commits, closes the file and releases the lock, whatever fails.
+// A write is acknowledged only if, after its commit, the lock it held and
+// the file it committed into are still the store's (T20): a lock file
+// deleted by a tmp cleaner lets another process in beside this one, and a
+// Cleanup that renamed its copy over the store meanwhile leaves this commit
+// in an unlinked file. Then the outcome is unknown, and the error says so.
 func (t *localTx) Commit() error {
+	write := t.BTx.Writable()
 	err := t.Tx.Commit()
+	if err == nil && write && !t.s.cfg.weak.noCommitCheck {
+		if err = t.grant.stillHeld(); err == nil {
+			err = stillTheStore(t.s.path, t.h.file)
+		}
+	}
 	if cerr := t.h.close(); err == nil {
 		err = cerr
 	}

@@ -33,6 +33,19 @@ type config struct {
 	protocol       lockProtocol
 	noSync         bool
 	lazyOpen       bool
+
+	// weak turns guarantees off, for the negative controls of the tests
+	// only: no option sets it.
+	weak weakness
+}
+
+// weakness lists the checks a negative control can turn off, to show that
+// its test catches what they prevent.
+type weakness struct {
+	noCommitCheck bool   // Commit acknowledges without stillHeld/stillTheStore (T20)
+	noRenameCheck bool   // Cleanup renames without stillHeld (T20)
+	beforeRename  func() // called by Cleanup between copying and renaming
+	afterOpen     func() // called when the database file was opened
 }
 
 func newConfig(opts []Option) config {

@@ -17,7 +17,8 @@ package psbase
 //     writer from before it waits for the data lock until it releases it;
 //  3. the flock on <db>.lock itself, on an open file description of its own.
 //
-// See design/locking.md: the numbered traps (T1..T17) below refer to it.
+// LOCKING.md describes the protocol; the numbered traps (T1..T22) below
+// refer to its catalogue.
 
 import (
 	"bufio"
@@ -114,6 +115,7 @@ func (p lockProtocol) String() string {
 // fileLocks on one path in one process exclude each other through the
 // in-process registry.
 type fileLock struct {
+	db       string // the store's database file (absolute, resolved)
 	path     string // the lock file, <db>.lock (absolute)
 	gatePath string // the turnstile gate, <db>.gate (absolute)
 	mode     os.FileMode
@@ -129,9 +131,17 @@ type fileLock struct {
 	key       atomic.Pointer[lockKey]
 	gateReady atomic.Bool
 
+	// dbOwner caches the uid of the database file's owner (-1 unknown),
+	// one of the owners a lock file may have (checkLockFile).
+	dbOwner atomic.Int64
+
 	// noRecheck disables the flopen re-check after locking. Tests only: it
 	// is the negative control showing why the re-check is needed (T2).
 	noRecheck bool
+	// followLinks opens lock files as psbase once did: by path, following
+	// links, blocking, unchecked, the record written through the path.
+	// Tests only: the negative control of T18 and T19.
+	followLinks bool
 }
 
 // newFileLock prepares the lock for the store at dbPath; the lock file is
@@ -165,14 +175,17 @@ func newFileLock(dbPath string, cfg lockConfig) (*fileLock, error) {
 		mode = 0o644
 	}
 	host, _ := os.Hostname()
-	return &fileLock{
+	l := &fileLock{
+		db:       abs,
 		path:     abs + ".lock",
 		gatePath: abs + ".gate",
 		mode:     mode,
 		proto:    cfg.Protocol.resolve(),
 		log:      cfg.Logger,
 		host:     host,
-	}, nil
+	}
+	l.dbOwner.Store(-1)
+	return l, nil
 }
 
 // acquire blocks until the lock is held in the wanted mode or ctx is done.
@@ -182,6 +195,40 @@ func newFileLock(dbPath string, cfg lockConfig) (*fileLock, error) {
 // called exactly once; further calls are no-ops. waited is the time spent
 // waiting.
 func (l *fileLock) acquire(ctx context.Context, exclusive bool, op string) (release func(), waited time.Duration, err error) {
+	g, waited, err := l.acquireHeld(ctx, exclusive, op, true)
+	if err != nil {
+		return nil, waited, err
+	}
+	return g.release, waited, nil
+}
+
+// lockGrant is one held acquisition.
+type lockGrant struct {
+	release func() // exactly once; further calls are no-ops
+	l       *fileLock
+	h       *lockHeld
+}
+
+// stillHeld reports, with an error wrapping ErrUnknownOutcome, that the lock
+// file this grant holds is no longer the one at its path (a tmp cleaner or a
+// person deleted or replaced it while it was held): a process that came
+// since locked another file, so the hold excluded nobody. A writer checks
+// it after committing, before acknowledging (T20).
+func (g *lockGrant) stillHeld() error {
+	fi, err := g.h.data.Stat()
+	if err == nil && lockLinkCount(fi) > 0 {
+		var pfi os.FileInfo
+		if pfi, err = os.Lstat(g.l.path); err == nil && lockKeyOf(g.l.path, pfi) == lockKeyOf(g.l.path, fi) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: the lock file %s was deleted or replaced while this process held it, so other processes may have run at the same time", ErrUnknownOutcome, g.l.path)
+}
+
+// acquireHeld is acquire, returning the grant. mayCreate allows creating the
+// lock files when the database file does not exist (Create); otherwise a
+// missing store is ErrNotExist and no file is created (T22).
+func (l *fileLock) acquireHeld(ctx context.Context, exclusive bool, op string, mayCreate bool) (grant *lockGrant, waited time.Duration, err error) {
 	start := time.Now()
 	// With protoExclusiveOnly readers are writers, in-process too.
 	excl := exclusive || l.proto == protoExclusiveOnly
@@ -193,7 +240,7 @@ func (l *fileLock) acquire(ctx context.Context, exclusive bool, op string) (rele
 		if k := l.key.Load(); k != nil {
 			key = *k
 		} else {
-			if key, err = l.prepare(l.path); err != nil {
+			if key, err = l.prepare(l.path, mayCreate); err != nil {
 				return nil, time.Since(start), err
 			}
 			l.key.Store(&key)
@@ -203,7 +250,7 @@ func (l *fileLock) acquire(ctx context.Context, exclusive bool, op string) (rele
 			procLocks.put(pl)
 			return nil, time.Since(start), l.timeoutError(ctx, exclusive, op, start)
 		}
-		h, err := l.lockKernel(ctx, pl, key, excl)
+		h, err := l.lockKernel(ctx, pl, key, excl, mayCreate)
 		if err != nil {
 			pl.unlock(excl)
 			procLocks.put(pl)
@@ -232,7 +279,7 @@ func (l *fileLock) acquire(ctx context.Context, exclusive bool, op string) (rele
 				"protocol", l.proto.String(), "waited", waited)
 		}
 		var once sync.Once
-		release = func() {
+		release := func() {
 			once.Do(func() {
 				// h (and the *os.File inside it) stays reachable through this
 				// closure until release: a finalizer on an unreachable locked
@@ -244,7 +291,7 @@ func (l *fileLock) acquire(ctx context.Context, exclusive bool, op string) (rele
 				procLocks.put(pl)
 			})
 		}
-		return release, waited, nil
+		return &lockGrant{release: release, l: l, h: h}, waited, nil
 	}
 }
 
@@ -294,21 +341,39 @@ func (l *fileLock) timeoutError(ctx context.Context, exclusive bool, op string, 
 var errLockStale = errors.New("lock file was replaced")
 
 // prepare makes sure the lock file at path exists and returns its identity.
-// A missing file is created with O_CREATE|O_EXCL and then chmod'ed to l.mode,
-// so the umask cannot take away the group write bit that a store shared
-// between users needs (T3). It never truncates and never writes.
-func (l *fileLock) prepare(path string) (lockKey, error) {
+// An existing file must pass checkLockFile. A missing one is created only
+// when the store exists or mayCreate (T22), with O_CREATE|O_EXCL (which
+// never follows a link) and then chmod'ed to l.mode, so the umask cannot take
+// away the group write bit that a store shared between users needs (T3);
+// root gives it the store's owner, so that root running maintenance does not
+// lock the owner out. It never truncates and never writes.
+func (l *fileLock) prepare(path string, mayCreate bool) (lockKey, error) {
 	for range 10 {
-		fi, err := os.Stat(path)
+		fi, err := os.Lstat(path)
+		if l.followLinks {
+			fi, err = os.Stat(path)
+		}
 		if err == nil {
+			if err := l.checkLockFile(path, fi); err != nil {
+				return lockKey{}, err
+			}
 			return lockKeyOf(path, fi), nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
 			return lockKey{}, l.openError(path, false, err)
 		}
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, l.mode)
+		dfi, err := os.Lstat(l.db)
+		if errors.Is(err, fs.ErrNotExist) && !mayCreate {
+			return lockKey{}, fmt.Errorf("%w: no store at %s", ErrNotExist, l.db)
+		}
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|openNoFollow, l.mode)
 		if err == nil {
 			_ = f.Chmod(l.mode)
+			if dfi != nil && os.Geteuid() == 0 {
+				if uid, gid, ok := fileOwner(dfi); ok && uid != 0 {
+					_ = f.Chown(uid, gid)
+				}
+			}
 			_ = f.Close()
 			continue
 		}
@@ -316,7 +381,43 @@ func (l *fileLock) prepare(path string) (lockKey, error) {
 			return lockKey{}, l.openError(path, true, err)
 		}
 	}
-	return lockKey{}, fmt.Errorf("lock file %s keeps disappearing", path)
+	return lockKey{}, fmt.Errorf("lock file %s keeps disappearing (something deletes it as soon as it is created)", path)
+}
+
+// checkLockFile refuses (ErrUnsafePath) a lock or gate file that is not a
+// regular file with one name, owned by the store's owner, the caller or root
+// (T18, T19): psbase writes its holder record into the lock file, so a
+// symbolic or hard link there would aim that write at another file, and a
+// FIFO or device could block an open or a read. fi is from lstat or fstat.
+func (l *fileLock) checkLockFile(path string, fi os.FileInfo) error {
+	if l.followLinks {
+		return nil
+	}
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("%w: lock file %s is a symbolic link; psbase never follows one there (remove it)", ErrUnsafePath, path)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%w: lock file %s is not a regular file (%s); remove it", ErrUnsafePath, path, fi.Mode().Type())
+	case lockLinkCount(fi) > 1:
+		return fmt.Errorf("%w: lock file %s has %d names (a hard link to another file?); remove it", ErrUnsafePath, path, lockLinkCount(fi))
+	}
+	uid, _, ok := fileOwner(fi)
+	if !ok || uid == 0 || uid == os.Geteuid() {
+		return nil
+	}
+	owner := l.dbOwner.Load()
+	if owner != int64(uid) {
+		if dfi, err := os.Lstat(l.db); err == nil {
+			if du, _, ok := fileOwner(dfi); ok {
+				owner = int64(du)
+				l.dbOwner.Store(owner)
+			}
+		}
+	}
+	if owner == int64(uid) {
+		return nil
+	}
+	return fmt.Errorf("%w: lock file %s belongs to uid %d, neither the store's owner nor this user nor root; remove it", ErrUnsafePath, path, uid)
 }
 
 // openError classifies an error from creating (creating) or opening a lock
@@ -379,12 +480,12 @@ func (h *lockHeld) recordLater(l *fileLock, op string, since time.Time) {
 }
 
 // lockKernel takes the kernel lock(s) for pl's file in the wanted mode.
-func (l *fileLock) lockKernel(ctx context.Context, pl *procLock, key lockKey, excl bool) (*lockHeld, error) {
+func (l *fileLock) lockKernel(ctx context.Context, pl *procLock, key lockKey, excl, mayCreate bool) (*lockHeld, error) {
 	var gate *flock.Flock
 	if l.proto == protoTurnstile {
 		var err error
 		if !l.gateReady.Load() {
-			if _, err = l.prepare(l.gatePath); err == nil {
+			if _, err = l.prepare(l.gatePath, mayCreate); err == nil {
 				l.gateReady.Store(true)
 			}
 		}
@@ -433,33 +534,51 @@ func (l *fileLock) lockKernel(ctx context.Context, pl *procLock, key lockKey, ex
 // readOnlyOK allows falling back to an O_RDONLY descriptor when the file
 // exists but is not writable by us.
 func (l *fileLock) lockFile(ctx context.Context, pl *procLock, path string, want *lockKey, excl, readOnlyOK bool) (*flock.Flock, error) {
-	flags := os.O_RDWR | os.O_CREATE
+	// No O_CREATE: prepare made the file; O_NOFOLLOW|O_NONBLOCK: a link or
+	// FIFO put there since is refused below, never followed or waited on.
+	flags := os.O_RDWR | openNoFollow
+	if l.followLinks {
+		flags = os.O_RDWR | os.O_CREATE
+	}
 	for {
 		f := flock.New(path, flock.SetFlag(flags), flock.SetPermissions(l.mode))
 		ok, err := lockTry(f, excl)
-		if err != nil && readOnlyOK && flags != os.O_RDONLY && lockReadOnlyErr(err) {
-			flags = os.O_RDONLY
+		if err != nil && readOnlyOK && flags&os.O_RDWR != 0 && lockReadOnlyErr(err) {
+			flags = os.O_RDONLY | openNoFollow
+			if l.followLinks {
+				flags = os.O_RDONLY
+			}
 			continue
 		}
-		if err != nil {
-			var pe *fs.PathError
-			if errors.As(err, &pe) && pe.Op == "open" {
-				return nil, l.openError(path, false, err)
-			}
-			return nil, lockErr(path, err)
-		}
-		if !ok {
-			if err := l.waitLock(ctx, pl, f, excl); err != nil {
+		if err == nil && !ok {
+			err = l.waitLock(ctx, pl, f, excl)
+			if err != nil && !isOpenError(err) {
 				return nil, err
 			}
+		}
+		if err != nil {
+			switch {
+			case !isOpenError(err):
+				return nil, lockErr(path, err)
+			case errors.Is(err, fs.ErrNotExist):
+				// Removed since prepare (Destroy, a tmp cleaner): start over.
+				return nil, errLockStale
+			}
+			// A link, a directory... put there since prepare looked.
+			if fi, lerr := os.Lstat(path); lerr == nil {
+				if cerr := l.checkLockFile(path, fi); cerr != nil {
+					return nil, cerr
+				}
+			}
+			return nil, l.openError(path, false, err)
 		}
 		if l.noRecheck {
 			return f, nil
 		}
-		same, key, err := lockSameFile(f, path)
+		same, key, err := l.lockSameFile(f, path)
 		if err != nil {
 			_ = f.Unlock()
-			return nil, fmt.Errorf("lock file %s: %w", path, err)
+			return nil, err
 		}
 		if !same || (want != nil && key != *want) {
 			_ = f.Unlock()
@@ -471,6 +590,12 @@ func (l *fileLock) lockFile(ctx context.Context, pl *procLock, path string, want
 		}
 		return f, nil
 	}
+}
+
+// isOpenError reports an error of opening the file (not of locking it).
+func isOpenError(err error) bool {
+	var pe *fs.PathError
+	return errors.As(err, &pe) && pe.Op == "open"
 }
 
 // lockTry is one non-blocking attempt; EWOULDBLOCK is (false, nil).
@@ -535,14 +660,10 @@ func (l *fileLock) waitLock(ctx context.Context, pl *procLock, f *flock.Flock, e
 	}()
 	select {
 	case err := <-res:
-		if err != nil {
-			var pe *fs.PathError
-			if errors.As(err, &pe) && pe.Op == "open" {
-				return l.openError(f.Path(), false, err)
-			}
+		if err != nil && !isOpenError(err) {
 			return lockErr(f.Path(), err)
 		}
-		return nil
+		return err // an open error is the caller's to classify
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -555,15 +676,20 @@ func (l *fileLock) waitLock(ctx context.Context, pl *procLock, f *flock.Flock, e
 // here without a second lookup of the path; a newcomer that opened the
 // recreated file sees a different identity than the in-process lock's key
 // (the caller's want). One fstat instead of fstat+stat per acquisition keeps
-// the hot path short. gofrs' Locked() flags are not consulted (T5): the
-// kernel holds the truth and we only ever hold a lock we just took.
-func lockSameFile(f *flock.Flock, path string) (bool, lockKey, error) {
+// the hot path short. The same fstat shows what was opened: a file that
+// fails checkLockFile is refused (ErrUnsafePath). gofrs' Locked() flags are
+// not consulted (T5): the kernel holds the truth and we only ever hold a lock
+// we just took.
+func (l *fileLock) lockSameFile(f *flock.Flock, path string) (bool, lockKey, error) {
 	fdInfo, err := f.Stat() // fstat on the locked descriptor
 	if err != nil {
-		return false, lockKey{}, err
+		return false, lockKey{}, fmt.Errorf("lock file %s: %w", path, err)
 	}
 	if lockLinkCount(fdInfo) == 0 {
 		return false, lockKey{}, nil
+	}
+	if err := l.checkLockFile(path, fdInfo); err != nil {
+		return false, lockKey{}, err
 	}
 	return true, lockKeyOf(path, fdInfo), nil
 }
@@ -600,12 +726,30 @@ func (h *lockHeld) unlock() error {
 // lock file, only ever while holding it exclusively (T3, T15): pwrite then
 // truncate to its length (a record left by a killed holder may be longer);
 // no fsync, it is a diagnostic. gofrs/flock does not expose its descriptor,
-// so the record goes through a second descriptor of the same, verified file;
-// closing it does not drop a flock, which belongs to the other description.
+// so the record goes through a second descriptor, opened without following
+// links and checked (fstat) to be the file the lock is held on; closing it
+// does not drop a flock, which belongs to the other description.
 // Best effort: a failure is logged, never returned. h.mu is held.
 func (h *lockHeld) writeRecord(l *fileLock, op string, since time.Time) {
 	rec := formatLockRecord(LockHolder{PID: os.Getpid(), Host: l.host, Op: op, Since: since, Exclusive: true})
-	f, err := os.OpenFile(l.path, os.O_WRONLY, 0)
+	flags := os.O_WRONLY | openNoFollow
+	if l.followLinks {
+		flags = os.O_WRONLY
+	}
+	f, err := os.OpenFile(l.path, flags, 0)
+	if err == nil && !l.followLinks {
+		// Write only into the very file we hold locked (T18): whatever is
+		// at the path now may be something else.
+		var held, opened os.FileInfo
+		if held, err = h.data.Stat(); err == nil {
+			if opened, err = f.Stat(); err == nil && (!opened.Mode().IsRegular() || lockKeyOf(l.path, opened) != lockKeyOf(l.path, held)) {
+				err = errLockStale
+			}
+		}
+		if err != nil {
+			_ = f.Close()
+		}
+	}
 	if err == nil {
 		if _, err = f.WriteAt(rec, lockRecordOffset); err == nil {
 			err = f.Truncate(lockRecordOffset + int64(len(rec)))
@@ -684,23 +828,31 @@ func parseLockRecord(b []byte) (h LockHolder, ok bool) {
 // command line, and merges in the record the exclusive holder wrote into the
 // lock file (pid, host, operation, start time). Elsewhere only the record is
 // known, and it is reported only while some process holds the lock
-// exclusively. Processes queued at the turnstile gate are not listed. A store
-// without a lock file has no holders.
+// exclusively. On Linux the processes at the turnstile gate are listed too,
+// with Gate set. A symbolic link to a store is followed to the real file,
+// as Open does. A store without a lock file has no holders; a lock file that
+// is not a regular file is an error wrapping ErrUnsafePath.
 func LockHolders(dbPath string) ([]LockHolder, error) {
-	abs, err := filepath.Abs(dbPath)
+	real, err := resolvePath(dbPath) // the lock files sit beside the real file
+	if errors.Is(err, ErrNotExist) || errors.Is(err, ErrUnsafePath) {
+		return nil, nil // no store there, so no holders
+	}
 	if err != nil {
 		return nil, err
 	}
-	return lockHolders(abs + ".lock")
+	return lockHolders(real + ".lock")
 }
 
 func lockHolders(lockPath string) ([]LockHolder, error) {
-	fi, err := os.Stat(lockPath)
+	fi, err := os.Lstat(lockPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: lock file %s is not a regular file (%s)", ErrUnsafePath, lockPath, fi.Mode().Type())
 	}
 	rec, haveRec := readLockRecord(lockPath)
 	sys, ok := lockSystemHolders(fi)
@@ -715,13 +867,14 @@ func lockHolders(lockPath string) ([]LockHolder, error) {
 
 // mergeGateQueue adds the processes queued at the turnstile gate: a writer
 // waits there until the writer before it is done, and every process in line
-// behind a waiting writer waits there too. Each one not already listed as
-// holding the data lock is waiting, for the exclusive mode (readers pass the
-// gate exclusively too, briefly).
+// behind a waiting writer waits there too. Each one not already listed for
+// the data lock is listed with Gate set: holding the gate, or (Waiting)
+// queued for it, always exclusively (readers pass the gate exclusively too,
+// briefly).
 func mergeGateQueue(holders []LockHolder, lockPath string) []LockHolder {
 	gatePath := strings.TrimSuffix(lockPath, ".lock") + ".gate"
-	gfi, err := os.Stat(gatePath)
-	if err != nil {
+	gfi, err := os.Lstat(gatePath)
+	if err != nil || !gfi.Mode().IsRegular() {
 		return holders
 	}
 	gate, ok := lockSystemHolders(gfi)
@@ -732,7 +885,9 @@ func mergeGateQueue(holders []LockHolder, lockPath string) []LockHolder {
 		if g.PID > 0 && slices.ContainsFunc(holders, func(h LockHolder) bool { return h.PID == g.PID }) {
 			continue // holds (or waits for) the data lock: already listed
 		}
-		g.Waiting, g.Exclusive = true, true
+		// The one not waiting holds the gate: a writer next in line, which
+		// everyone after it waits behind (stopped, it blocks them all, T21).
+		g.Gate, g.Exclusive = true, true
 		holders = append(holders, g)
 	}
 	return holders
@@ -760,11 +915,14 @@ func mergeLockRecord(sys []LockHolder, rec LockHolder, haveRec bool) []LockHolde
 }
 
 func readLockRecord(lockPath string) (LockHolder, bool) {
-	f, err := os.Open(lockPath)
+	f, err := os.OpenFile(lockPath, os.O_RDONLY|openNoFollow, 0)
 	if err != nil {
 		return LockHolder{}, false
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return LockHolder{}, false
+	}
 	buf := make([]byte, 512)
 	n, err := f.ReadAt(buf, lockRecordOffset)
 	if err != nil && err != io.EOF {
@@ -777,7 +935,7 @@ func readLockRecord(lockPath string) (LockHolder, bool) {
 // a non-blocking shared try on a fresh descriptor fails. Used where the OS
 // does not list lock holders, to tell a live record from a stale one.
 func lockHeldExclusively(lockPath string) bool {
-	f := flock.New(lockPath, flock.SetFlag(os.O_RDONLY))
+	f := flock.New(lockPath, flock.SetFlag(os.O_RDONLY|openNoFollow))
 	ok, err := lockTry(f, false)
 	if err != nil {
 		return true // cannot tell: show the record

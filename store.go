@@ -63,7 +63,7 @@ func Create(ctx context.Context, path string, fields []Field, opts ...Option) (*
 	if err != nil {
 		return nil, wrapErr("create", real, err)
 	}
-	err = s.exclusive(ctx, "create", func() error {
+	err = s.locked(ctx, "create", true, true, func(*lockGrant) error {
 		return s.create(sch, cfg.overwrite)
 	})
 	if err != nil {
@@ -105,7 +105,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if createSchema != nil {
 		// Decide under the exclusive lock: the first process creates, the
 		// rest find the store there and only verify it.
-		err = s.exclusive(ctx, "open", func() error {
+		err = s.locked(ctx, "open", true, true, func(*lockGrant) error {
 			fi, err := os.Lstat(real)
 			if errors.Is(err, fs.ErrNotExist) || (err == nil && fi.Mode().IsRegular() && s.halfMade(fi)) {
 				return s.create(createSchema, false)
@@ -166,25 +166,26 @@ func newStore(path string, cfg config) (*Store, error) {
 
 // exclusive and shared run fn under the lock without opening the file.
 func (s *Store) exclusive(ctx context.Context, op string, fn func() error) error {
-	release, err := s.acquire(ctx, op, true)
-	if err != nil {
-		return err
-	}
-	defer release()
-	return fn()
+	return s.locked(ctx, op, true, false, func(*lockGrant) error { return fn() })
 }
 
 func (s *Store) shared(ctx context.Context, op string, fn func() error) error {
-	release, err := s.acquire(ctx, op, false)
+	return s.locked(ctx, op, false, false, func(*lockGrant) error { return fn() })
+}
+
+// locked runs fn holding the lock; mayCreate lets it create the lock files
+// of a store that does not exist yet (Create).
+func (s *Store) locked(ctx context.Context, op string, exclusive, mayCreate bool, fn func(*lockGrant) error) error {
+	g, err := s.acquire(ctx, op, exclusive, mayCreate)
 	if err != nil {
 		return err
 	}
-	defer release()
-	return fn()
+	defer g.release()
+	return fn(g)
 }
 
 // acquire takes the lock for op, bounded by the context and the lock timeout.
-func (s *Store) acquire(ctx context.Context, op string, exclusive bool) (func(), error) {
+func (s *Store) acquire(ctx context.Context, op string, exclusive, mayCreate bool) (*lockGrant, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -199,7 +200,7 @@ func (s *Store) acquire(ctx context.Context, op string, exclusive bool) (func(),
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.lockTimeout)
 		defer cancel()
 	}
-	release, waited, err := s.lock.acquire(ctx, exclusive, op)
+	g, waited, err := s.lock.acquireHeld(ctx, exclusive, op, mayCreate)
 	s.lastWait.Store(int64(waited))
 	if err != nil {
 		return nil, err
@@ -207,7 +208,7 @@ func (s *Store) acquire(ctx context.Context, op string, exclusive bool) (func(),
 	if waited > time.Second {
 		s.logf(slog.LevelDebug, "waited for lock", "op", op, "waited", waited)
 	}
-	return release, nil
+	return g, nil
 }
 
 // begin starts a transaction for op: the backend's lock and transaction,

@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux
 
 package psbase
 
@@ -73,6 +73,16 @@ func TestStoreHelperProcess(t *testing.T) {
 		}
 		_, err = s.Cleanup(ctx)
 		report("cleanup", err)
+	case "insert":
+		s, err := Open(ctx, db)
+		if err == nil {
+			_, err = s.Insert(ctx, Values{"name": "helper"})
+		}
+		report("insert", err)
+	case "hold-gate":
+		helperHoldGate(db)
+	case "incr":
+		helperIncr(db)
 	case "cleanup":
 		s, err := Open(ctx, db)
 		if err == nil {
