@@ -241,6 +241,10 @@ func (w *walker) open() bool {
 
 	filePages := uint64(w.size) / w.pageSize
 	w.npages = min(w.hwm, filePages)
+	if filePages < 2 {
+		w.problem(0, "", "file of %d bytes is shorter than two pages of %d bytes", w.size, w.pageSize)
+		return false
+	}
 	if w.hwm < 2 {
 		w.problem(0, "", "high-water mark %d below the two meta pages", w.hwm)
 		return false
