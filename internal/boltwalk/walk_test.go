@@ -127,7 +127,6 @@ func richSteps() []func(tx *bolt.Tx) error {
 	}
 }
 
-
 func richFile(t testing.TB, noFreelistSync bool) (string, []byte) {
 	t.Helper()
 	dir := t.TempDir()
