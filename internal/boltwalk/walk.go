@@ -143,10 +143,16 @@ type walker struct {
 	reached  bitmap // pages reached so far
 	free     bitmap // pages in the freelist (Check only)
 	freeOK   bool   // free holds a persisted freelist
+
+	// inlineBudget is the bytes of inline bucket pages the walk may still
+	// decode. Inline pages of a sound file are disjoint parts of its pages,
+	// so they total less than the file; nested inline buckets whose values
+	// overlap could otherwise make the work exponential in their depth.
+	inlineBudget int64
 }
 
 func newWalker(r io.ReaderAt, size int64, lim Limits) *walker {
-	return &walker{r: r, size: size, lim: lim.withDefaults(), rep: &Report{}}
+	return &walker{r: r, size: size, lim: lim.withDefaults(), rep: &Report{}, inlineBudget: size}
 }
 
 func (w *walker) problem(page uint64, bucket string, format string, args ...any) {
@@ -474,6 +480,11 @@ func (w *walker) walkPage(f *frame, visit visitFunc) ([]frame, error) {
 	if f.inline != nil {
 		buf = f.inline
 		where = "inline page"
+		if int64(len(buf)) > w.inlineBudget {
+			w.problem(f.pgid, f.bucket, "inline buckets overlap: their pages total more than the file")
+			return nil, nil
+		}
+		w.inlineBudget -= int64(len(buf))
 		if fl := decodePageHeader(buf).flags; fl != flagLeaf {
 			w.problem(f.pgid, f.bucket, "inline page has invalid type: %s", typeName(fl))
 			return nil, nil
