@@ -25,7 +25,7 @@ var errFound = errors.New("found")
 // visiting its parent's whole tree, so that a damaged separator key cannot
 // hide it; damaged subtrees are reported and skipped.
 func (w *walker) findBucket(path [][]byte) (frame, uint64, error) {
-	cur := frame{pgid: w.m.root, depth: 1, ref: "root bucket"}
+	cur := frame{pgid: w.m.root, depth: 1, ref: pageRef{what: "root bucket"}}
 	seq := w.m.rootSeq
 	for i, name := range path {
 		var (

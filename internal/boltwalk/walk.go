@@ -274,7 +274,7 @@ func (w *walker) open() bool {
 // and that its type is one of want (a mask of page flags), marks its pages
 // reached and returns its bytes. On failure it reports a problem (in
 // bucket) and returns nil.
-func (w *walker) readPage(id uint64, want uint16, bucket string, ref string) []byte {
+func (w *walker) readPage(id uint64, want uint16, bucket string, ref pageRef) []byte {
 	switch {
 	case id < 2:
 		w.problem(id, bucket, "%s refers to meta page %d", ref, id)
@@ -345,7 +345,7 @@ func (w *walker) readFreelist() {
 	}
 	w.freeOK = true
 	id := w.m.freelist
-	buf := w.readPage(id, flagFreelist, "", "freelist")
+	buf := w.readPage(id, flagFreelist, "", pageRef{what: "freelist"})
 	if buf == nil {
 		return
 	}
@@ -405,6 +405,21 @@ func printable(b []byte) bool {
 	return strings.IndexFunc(string(b), func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0
 }
 
+// pageRef says how a page was reached, for messages; it is formatted only
+// when a problem is reported.
+type pageRef struct {
+	what   string // e.g. "freelist"; if "", the page is a child:
+	parent uint64 // of this branch page
+	index  int    // at this element
+}
+
+func (r pageRef) String() string {
+	if r.what != "" {
+		return r.what
+	}
+	return fmt.Sprintf("child %d of page %d", r.index, r.parent)
+}
+
 // frame is a unit of pending work on the walk's explicit stack: a tree
 // page, or the inline page of an inline bucket.
 type frame struct {
@@ -414,7 +429,13 @@ type frame struct {
 	nest   int    // bucket nesting, root bucket = 0
 	bucket string // bucket path
 	lo, hi []byte // keys must be in [lo, hi); nil = unbounded
-	ref    string // how this page was reached, for messages
+	ref    pageRef
+	tree   *treeState
+}
+
+// treeState is shared by the frames of one tree.
+type treeState struct {
+	leafDepth int // depth of the first leaf reached, 0 before
 }
 
 // visitFunc is called for each leaf element of a tree, in tree order.
@@ -425,6 +446,7 @@ type visitFunc func(f *frame, e leafElem) error
 // each page, and calls visit for every leaf element in key order (where the
 // tree is sound). Damaged pages are reported and their subtrees skipped.
 func (w *walker) walkTree(root frame, visit visitFunc) error {
+	root.tree = &treeState{}
 	stack := []frame{root}
 	for len(stack) > 0 {
 		f := stack[len(stack)-1]
@@ -456,7 +478,7 @@ func (w *walker) bucketFrame(parent *frame, key, value []byte) (frame, bool) {
 		w.problem(pg, parent.bucket, "bucket %q: nested deeper than %d", name, w.lim.MaxDepth)
 		return frame{}, false
 	}
-	f := frame{depth: 1, nest: parent.nest + 1, bucket: name, pgid: le.Uint64(value), ref: "root of bucket " + name}
+	f := frame{depth: 1, nest: parent.nest + 1, bucket: name, pgid: le.Uint64(value), ref: pageRef{what: "root of bucket " + name}}
 	if f.pgid == 0 {
 		f.inline = value[bucketHdrSize:]
 		f.pgid = pg
@@ -541,9 +563,18 @@ func (w *walker) walkPage(f *frame, visit visitFunc) ([]frame, error) {
 				lo, hi = f.lo, f.hi
 			}
 			children[i] = frame{pgid: e.pgid, depth: f.depth + 1, nest: f.nest, bucket: f.bucket, lo: lo, hi: hi,
-				ref: fmt.Sprintf("child %d of page %d", i, f.pgid)}
+				ref: pageRef{parent: f.pgid, index: i}, tree: f.tree}
 		}
 		return children, nil
+	}
+	// A B+tree keeps all leaves at one depth; a leaf elsewhere is a page
+	// of the wrong type for its place.
+	if t := f.tree; t != nil {
+		if t.leafDepth == 0 {
+			t.leafDepth = f.depth
+		} else if f.depth != t.leafDepth {
+			w.problem(f.pgid, f.bucket, "leaf at depth %d, other leaves of the tree at depth %d (%s)", f.depth, t.leafDepth, f.ref)
+		}
 	}
 	for _, e := range leaves {
 		if err := visit(f, e); err != nil {
@@ -595,7 +626,7 @@ func Check(f io.ReaderAt, size int64, lim Limits) *Report {
 		}
 		return nil
 	}
-	stack = append(stack, frame{pgid: w.m.root, depth: 1, ref: "root bucket"})
+	stack = append(stack, frame{pgid: w.m.root, depth: 1, ref: pageRef{what: "root bucket"}})
 	for len(stack) > 0 {
 		root := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]

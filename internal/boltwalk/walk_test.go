@@ -432,6 +432,15 @@ func TestDamage(t *testing.T) {
 		checkWant(t, d, l, "multiple references")
 		checkWant(t, d, ^uint64(0), "unreachable unfreed")
 	})
+	t.Run("leaf where a branch belongs", func(t *testing.T) {
+		d := fresh()
+		r, _, _ := deepPages(t, d)
+		b2 := branchChild(d, r, 1)
+		l2 := branchChild(d, b2, 0)
+		setBranchChild(d, r, 1, l2)
+		checkWant(t, d, l2, "leaf at depth 2, other leaves of the tree at depth 3")
+		checkWant(t, d, ^uint64(0), "unreachable unfreed")
+	})
 	t.Run("pgid at high-water mark", func(t *testing.T) {
 		d := fresh()
 		_, b, _ := deepPages(t, d)
