@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/psbase/psbase/internal/boltkv"
+	"github.com/psbase/psbase/internal/boltwalk"
 	"github.com/psbase/psbase/internal/kv"
 )
 
@@ -48,24 +50,21 @@ func (r *CheckReport) add(id uint64, index, format string, args ...any) {
 	}
 }
 
-// Check verifies the whole store under the shared lock: bbolt's own
-// consistency check of every page, the meta bucket and schema, the CRC32C
+// Check verifies the whole store under the shared lock: every page of the
+// file, walked by psbase's own bounded reader (so that no damage can crash
+// or hang the check), then, on a file whose pages are sound, bbolt's own
+// consistency check, the meta bucket and schema, the CRC32C
 // and decoding of every record, the record count, the ID sequence and every
 // index against the records. It reports every problem it finds; the error
 // wraps ErrCorrupt when there is any (and is an I/O or lock error when the
-// check could not run). A corrupt file cannot crash the process: bbolt
-// panics and memory faults are caught and reported as problems.
+// check could not run). No file can crash or hang Check: the page walk
+// comes first and is bounded, bbolt only reads a file whose pages passed it,
+// and a bbolt panic or memory fault after that is caught and reported.
 func (s *Store) Check(ctx context.Context) (CheckReport, error) {
 	var rep CheckReport
 	err := s.shared(ctx, "check", func() error {
-		h, err := s.openBolt(false)
-		if err != nil {
-			return err
-		}
-		return h.view(func(kt kv.Tx) error {
-			checkPages(kt, &rep)
-			return checkLogical(kt, &rep)
-		})
+		_, err := s.checkFile(&rep, false)
+		return err
 	})
 	if err != nil && (!errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNewerFormat)) {
 		return rep, wrapErr("check", s.path, err)
@@ -79,7 +78,55 @@ func (s *Store) Check(ctx context.Context) (CheckReport, error) {
 	return rep, nil
 }
 
-// checkPages runs the page-level check of the local backend's file.
+// checkFile checks the store's file; the lock is held. First psbase's own
+// page walk (internal/boltwalk: it reads the file with ReadAt, never maps
+// it, never recurses, and bounds what it allocates), and only on a file
+// whose pages are sound bbolt's view: bbolt's check and the logical check.
+// bbolt must not walk a damaged tree: a cycle recurses in its cursor until
+// the stack overflows, a wild page id faults in its check goroutine, and
+// neither can be recovered. With write, the format must be writable too;
+// the format is returned.
+func (s *Store) checkFile(rep *CheckReport, write bool) (format uint32, err error) {
+	f, err := openStoreFile(s.path, os.O_RDONLY)
+	if err != nil {
+		return 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return 0, classifyIOError(err)
+	}
+	wr := boltwalk.Check(f, fi.Size(), boltwalk.Limits{})
+	f.Close()
+	for _, p := range wr.Problems {
+		rep.add(0, "", "file: %s", p)
+	}
+	if wr.Truncated {
+		rep.add(0, "", "file: more damage than listed")
+	}
+	if !wr.OK() {
+		return 0, nil
+	}
+	h, err := s.openBolt(false)
+	if err != nil {
+		return 0, err
+	}
+	err = h.view(func(kt kv.Tx) error {
+		var err error
+		if format, err = checkFormat(kt, write); errors.Is(err, ErrNewerFormat) {
+			return err
+		}
+		checkPages(kt, rep)
+		return checkLogical(kt, rep)
+	})
+	if err != nil && !errors.Is(err, ErrNewerFormat) && errors.Is(err, ErrCorrupt) {
+		rep.add(0, "", "%v", err)
+		err = nil
+	}
+	return format, err
+}
+
+// checkPages runs bbolt's page-level check of the local backend's file.
 func checkPages(kt kv.Tx, rep *CheckReport) {
 	bt, ok := kt.(boltkv.Tx)
 	if !ok {

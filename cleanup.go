@@ -73,23 +73,9 @@ func (s *Store) compact(g *lockGrant) (res CleanupResult, err error) {
 	// Refuse a damaged store (read through its own handle: the check reads
 	// every page, and a fault abandons that handle only).
 	var rep CheckReport
-	var format uint32
-	h, err := s.openBolt(false)
+	format, err := s.checkFile(&rep, true)
 	if err != nil {
 		return res, err
-	}
-	err = h.view(func(kt kv.Tx) error {
-		var err error
-		if format, err = checkFormat(kt, true); errors.Is(err, ErrNewerFormat) {
-			return err
-		}
-		checkPages(kt, &rep)
-		return checkLogical(kt, &rep)
-	})
-	if errors.Is(err, ErrNewerFormat) {
-		return res, err
-	} else if err != nil {
-		rep.add(0, "", "%v", err)
 	}
 	if !rep.OK() {
 		return res, errorf(ErrCorrupt, "Cleanup refuses a damaged store (%d problem(s), first: %s); the file is untouched: run Check for the list and Recover to salvage the records", len(rep.Problems), rep.Problems[0])

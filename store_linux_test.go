@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Error cases that need another process: an unprivileged user facing an
@@ -79,6 +80,20 @@ func TestStoreHelperProcess(t *testing.T) {
 			_, err = s.Insert(ctx, Values{"name": "helper"})
 		}
 		report("insert", err)
+	case "bbolt-check":
+		// The negative control of TestCheckAndRecoverSurviveCycle.
+		bdb, err := bolt.Open(db, 0o644, &bolt.Options{ReadOnly: true})
+		if err != nil {
+			fmt.Println("open:", err)
+			os.Exit(0)
+		}
+		_ = bdb.View(func(tx *bolt.Tx) error {
+			for err := range tx.Check() {
+				fmt.Println("check:", err)
+			}
+			return nil
+		})
+		fmt.Println("check done")
 	case "hold-gate":
 		helperHoldGate(db)
 	case "incr":
