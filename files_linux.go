@@ -1,7 +1,11 @@
 package psbase
 
 import (
+	"fmt"
 	"os"
+	"strconv"
+	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,4 +19,40 @@ func isMountRoot(f *os.File) bool {
 		return false
 	}
 	return st.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0 && st.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0
+}
+
+// unmapLeaked unmaps this process's mappings of the file fi whose start
+// address live does not claim: what an abandoned bbolt handle leaves behind.
+// It matters because a mapping holds the open file description, and with it
+// bbolt's flock on the file, after the descriptor was closed: a leaked
+// read-only mapping would keep every later writer out until the process
+// exits.
+func unmapLeaked(fi os.FileInfo, live func(uintptr) bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return
+	}
+	want := fmt.Sprintf("%02x:%02x", unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev)))
+	ino := strconv.FormatUint(uint64(st.Ino), 10)
+	for line := range strings.Lines(string(maps)) {
+		// start-end perms offset dev inode path
+		f := strings.Fields(line)
+		if len(f) < 5 || f[4] != ino || f[3] != want {
+			continue
+		}
+		lo, hi, ok := strings.Cut(f[0], "-")
+		if !ok {
+			continue
+		}
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil || end <= start || live(uintptr(start)) {
+			continue
+		}
+		_, _, _ = unix.Syscall(unix.SYS_MUNMAP, uintptr(start), uintptr(end-start), 0)
+	}
 }

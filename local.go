@@ -34,20 +34,53 @@ import (
 type boltFile struct {
 	db   *bolt.DB
 	file *os.File
+	addr uintptr // where bbolt mapped the file when it opened (0 unknown)
+	keep bool    // tests only: abandon leaves the mapping (weakness.keepMap)
 	once sync.Once
+}
+
+// liveMaps holds the mapping addresses of the bbolt handles open in this
+// process, so that abandoning one handle unmaps only what no live handle
+// uses. It is process-wide state because mappings are: like the lock
+// registry, one per process, whatever the number of Stores.
+var liveMaps sync.Map // uintptr → struct{}
+
+// mapped records the handle's mapping as live.
+func (h *boltFile) mapped() {
+	defer func() { _ = recover() }() // Info asserts a mapping exists
+	if info := h.db.Info(); info != nil && info.Data != 0 {
+		h.addr = info.Data
+		liveMaps.Store(h.addr, struct{}{})
+	}
 }
 
 // close closes the handle normally.
 func (h *boltFile) close() (err error) {
-	h.once.Do(func() { err = h.db.Close() })
+	h.once.Do(func() {
+		err = h.db.Close()
+		if h.addr != 0 {
+			liveMaps.Delete(h.addr)
+		}
+	})
 	return err
 }
 
-// abandon gives the handle up without calling into bbolt again.
+// abandon gives the handle up without calling into bbolt again: it closes
+// the descriptor and unmaps the mapping bbolt left (which would otherwise
+// keep bbolt's flock on the file: a mapping holds the open file
+// description), on Linux.
 func (h *boltFile) abandon() {
 	h.once.Do(func() {
-		if h.file != nil {
-			_ = h.file.Close()
+		if h.file == nil {
+			return
+		}
+		fi, err := h.file.Stat()
+		_ = h.file.Close()
+		if h.addr != 0 {
+			liveMaps.Delete(h.addr)
+		}
+		if err == nil && !h.keep {
+			unmapLeaked(fi, func(a uintptr) bool { _, ok := liveMaps.Load(a); return ok })
 		}
 	})
 }
@@ -56,7 +89,7 @@ func (h *boltFile) abandon() {
 // bbolt reads its meta pages and, for a write, its freelist while opening:
 // on a damaged file that can panic or fault, so the open runs guarded.
 func (s *Store) openBolt(write bool) (*boltFile, error) {
-	h := &boltFile{}
+	h := &boltFile{keep: s.cfg.weak.keepMap}
 	opts := &bolt.Options{
 		Timeout:  s.cfg.boltTimeout,
 		ReadOnly: !write,
@@ -81,6 +114,7 @@ func (s *Store) openBolt(write bool) (*boltFile, error) {
 		}
 		return nil, s.classifyOpenError(err)
 	}
+	h.mapped()
 	return h, nil
 }
 

@@ -46,6 +46,7 @@ type weakness struct {
 	noRenameCheck bool   // Cleanup renames without stillHeld (T20)
 	beforeRename  func() // called by Cleanup between copying and renaming
 	afterOpen     func() // called when the database file was opened
+	keepMap       bool   // an abandoned handle keeps its mapping (and bbolt's flock)
 }
 
 func newConfig(opts []Option) config {

@@ -661,3 +661,42 @@ func TestCheckAndRecoverSurviveCycle(t *testing.T) {
 		t.Errorf("negative control: bbolt's own check came back on the cycle: %s", out)
 	}
 }
+
+// TestAbandonedHandleReleasesFile: after bbolt panics on a damaged page
+// (a branch pointing at a wild page id), the abandoned read handle must not
+// keep bbolt's flock: a mapping holds the open file description, so closing
+// the descriptor is not enough. A later write in the same process reaches
+// the file (it succeeds, or gets ErrCorrupt; never bbolt's lock timeout). The negative
+// control keeps the mapping: the write then times out on bbolt's flock.
+func TestAbandonedHandleReleasesFile(t *testing.T) {
+	ctx := context.Background()
+	for _, keep := range []bool{false, true} {
+		s, db := newTestStore(t, WithBoltTimeout(300*time.Millisecond))
+		for i := range 400 {
+			mustInsert(t, s, Values{"name": fmt.Sprintf("record-%03d-%s", i, strings.Repeat("x", 40))})
+		}
+		if _, err := s.Cleanup(ctx); err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := os.ReadFile(db)
+		ps := int(binary.LittleEndian.Uint32(raw[24:]))
+		for off := 2 * ps; off+ps <= len(raw); off += ps {
+			if binary.LittleEndian.Uint16(raw[off+8:]) == 0x01 {
+				binary.LittleEndian.PutUint64(raw[off+16+8:], 0xFFFF)
+			}
+		}
+		os.WriteFile(db, raw, 0o644)
+		s.cfg.weak.keepMap = keep
+		if _, err := s.Get(ctx, 1); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("get on a wild page id: %v, want ErrCorrupt", err)
+		}
+		_, err := s.Insert(ctx, Values{"name": "after"})
+		timedOut := errors.Is(err, ErrLockTimeout)
+		switch {
+		case !keep && err != nil && (timedOut || !errors.Is(err, ErrCorrupt)):
+			t.Errorf("write after an abandoned read: %v, want success or ErrCorrupt", err)
+		case keep && !timedOut:
+			t.Errorf("negative control: with the mapping kept the write got %v, not bbolt's lock timeout: the test proves nothing", err)
+		}
+	}
+}

@@ -94,6 +94,8 @@ func TestStoreHelperProcess(t *testing.T) {
 			return nil
 		})
 		fmt.Println("check done")
+	case "fuzz-ops":
+		helperFuzzOps(db)
 	case "hold-gate":
 		helperHoldGate(db)
 	case "incr":
