@@ -42,7 +42,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return runContext(context.Background(), args, stdin, stdout, stderr)
 }
 
-func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
+	defer func() {
+		// A panic here is a bug in psbase or the command; the library has
+		// already released its locks (its fault guard) by the time one
+		// reaches this far. Say so with the stack, and exit with a code of
+		// its own rather than the runtime's 2.
+		if p := recover(); p != nil {
+			fmt.Fprintf(stderr, "psbase: internal error (please report it): panic: %v\n%s", p, debug.Stack())
+			code = exitInternal
+		}
+	}()
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := a.rootCmd()
 	root.SetArgs(args)
@@ -66,7 +76,7 @@ func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			pe0.Op = c.Name()
 		}
 	}
-	code := exitCode(err)
+	code = exitCode(err)
 	msg := errorMessage(err)
 	if errors.Is(err, psbase.ErrExists) {
 		msg += "\nUse 'psbase create --force' to replace it (its records are lost)."
@@ -146,7 +156,7 @@ Formats:  aligned table on a terminal, tab-separated otherwise;
 		a.incrCmd(), a.upsertCmd(), a.deleteCmd(), a.importCmd(), a.exportCmd())
 	add("schema", a.createCmd(), a.schemaCmd(), a.addFieldCmd(), a.dropFieldCmd(),
 		a.setDefaultCmd(), a.createIndexCmd(), a.dropIndexCmd())
-	add("admin", a.checkCmd(), a.cleanupCmd(), a.statsCmd(), a.locksCmd(), a.stormCmd())
+	add("admin", a.checkCmd(), a.recoverCmd(), a.cleanupCmd(), a.statsCmd(), a.locksCmd(), a.stormCmd())
 	for _, c := range root.Commands() {
 		switch c.Name() {
 		case "insert", "update", "upsert", "select", "count", "delete", "export", "set-default":

@@ -54,6 +54,60 @@ and exits with code 7.`,
 	}
 }
 
+func (a *app) recoverCmd() *cobra.Command {
+	var force bool
+	c := &cobra.Command{
+		Use:   "recover DAMAGED OUT",
+		Short: "Salvage every readable record of a damaged store into a new one",
+		Long: `Read the damaged store (never writing it) with psbase's own bounded page
+walker, and write every record whose checksum holds into a new store at OUT,
+with its ID and version, the same schema, defaults and indexes, and an ID
+sequence past every ID seen. Prints how many records were saved, then every
+lost record and every damaged page, and why. Exit code 0 if nothing was lost,
+7 if anything was (OUT is written either way). Then check OUT and move it into
+place; keep the damaged file until you have.`,
+		Example: `  psbase check jobs.db || psbase recover jobs.db jobs.recovered.db
+  psbase check jobs.recovered.db && mv jobs.db jobs.damaged.db && mv jobs.recovered.db jobs.db`,
+		Args: exactArgs(2, "DAMAGED OUT"),
+		RunE: func(c *cobra.Command, args []string) error {
+			opts := a.opts()
+			if force {
+				opts = append(opts, psbase.WithOverwrite())
+			}
+			rep, err := psbase.Recover(c.Context(), args[0], args[1], opts...)
+			if err != nil {
+				return err
+			}
+			if f, _ := a.outFormat(); f == "json" {
+				lost := make([]string, len(rep.Lost))
+				for i, p := range rep.Lost {
+					lost[i] = p.String()
+				}
+				w := &rowWriter{format: "json", cols: []string{"ok", "recovered", "lost", "damage", "next_id"}, w: a.stdout}
+				if err := w.writeRow([]any{rep.OK(), rep.Recovered, lost, rep.Damage, rep.NextID}); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(a.stdout, "recovered: %d record(s) into %s, %d lost, %d damaged page(s)\n",
+					rep.Recovered, args[1], len(rep.Lost), len(rep.Damage))
+				for _, p := range rep.Lost {
+					fmt.Fprintf(a.stdout, "lost: %s\n", p)
+				}
+				for _, d := range rep.Damage {
+					fmt.Fprintf(a.stdout, "damage: %s\n", d)
+				}
+			}
+			if !rep.OK() {
+				return &codeError{code: exitCorrupt, msg: fmt.Sprintf("recover %s: %d record(s) lost, %d damaged page(s)",
+					args[0], len(rep.Lost), len(rep.Damage))}
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&force, "force", false, "replace OUT if it exists")
+	return c
+}
+
 func (a *app) cleanupCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "cleanup DB",

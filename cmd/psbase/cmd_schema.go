@@ -146,7 +146,7 @@ func (a *app) setDefaultCmd() *cobra.Command {
 		RunE: a.withStore(func(ctx context.Context, s *psbase.Store, args []string) error {
 			// Parsed against the schema read now; if another process
 			// changes the field's type in between, SetDefault refuses the
-			// value with a schema error (exit 2), changing nothing.
+			// value with a schema error (exit 64), changing nothing.
 			fields, err := s.Schema(ctx)
 			if err != nil {
 				return err

@@ -10,37 +10,60 @@ import (
 
 // Exit codes. They are part of the command's interface (documented in
 // README.md and in "psbase --help"): a script branches on them.
+//
+// Code 2 is deliberately not used: it is what the Go runtime exits with when
+// a process dies of an unrecovered panic or a fatal error (a stack overflow,
+// a fault in a goroutine that cannot be recovered), so a script must be able
+// to tell such a crash from a mistake on the command line. Usage errors take
+// 64, sysexits' EX_USAGE, and a panic the command itself recovers exits 70
+// (EX_SOFTWARE).
 const (
-	exitOK        = 0  // success
-	exitError     = 1  // any other error (I/O, permission, read-only file system...)
-	exitUsage     = 2  // bad command line: flag, argument, filter, value, unknown field, schema rule
-	exitNotFound  = 3  // no record with that ID (or key)
-	exitConflict  = 4  // version conflict (update --if-version)
-	exitDuplicate = 5  // a unique index already holds the value
-	exitTimeout   = 6  // the store's lock could not be had in --timeout
-	exitCorrupt   = 7  // corrupt store, or not a psbase store; check found problems
-	exitNoStore   = 8  // no store at that path
-	exitExists    = 9  // create: a store is already there (use --force)
-	exitFailures  = 10 // storm: at least one copy failed or timed out
-	exitSignal    = 130
+	exitOK             = 0  // success
+	exitError          = 1  // any other error (I/O, permission, read-only file system...)
+	exitCrash          = 2  // the Go runtime's own code for a crash; never returned by run
+	exitNotFound       = 3  // no record with that ID (or key)
+	exitConflict       = 4  // version conflict (update --if-version)
+	exitDuplicate      = 5  // a unique index already holds the value
+	exitTimeout        = 6  // the store's lock could not be had in --timeout
+	exitCorrupt        = 7  // corrupt store, or not a psbase store; check found problems; recover lost records
+	exitNoStore        = 8  // no store at that path
+	exitExists         = 9  // create: a store is already there (use --force)
+	exitFailures       = 10 // storm: at least one copy failed or timed out
+	exitNewerFormat    = 11 // the store was written by a newer psbase
+	exitNoSpace        = 12 // no space (or no inodes) left on the device
+	exitUnsafePath     = 13 // the store's path or one of its lock files is a link, FIFO, foreign file...
+	exitUnknownOutcome = 14 // a write may or may not have been applied (the store was replaced under it)
+	exitUsage          = 64 // bad command line: flag, argument, filter, value, unknown field, schema rule
+	exitInternal       = 70 // a bug in psbase: a panic that the command recovered
+	exitSignal         = 130
 )
 
 const exitCodeTable = `Exit codes:
   0   success
   1   other error (I/O, permission, read-only file system, ...)
-  2   usage error: bad flag or argument, bad filter, bad value for a field's
-      type, unknown field, schema rule broken
+  2   the process crashed (the Go runtime's exit code): the store is unchanged
+      or holds whole transactions only; run "psbase check"
   3   record not found
   4   version conflict (update --if-version)
   5   duplicate value for a unique index
   6   lock timeout (another process held the store's lock for --timeout)
-  7   corrupt store or not a psbase store (check found problems)
+  7   corrupt store or not a psbase store (check found problems; recover
+      could not save every record)
   8   no store at that path
   9   a store already exists there (create without --force)
   10  storm: at least one copy failed or timed out
+  11  the store's format is newer than this psbase (upgrade psbase)
+  12  no space or no inodes left on the device
+  13  unsafe path: the store or a lock file is a link, FIFO, directory or
+      another user's file
+  14  outcome unknown: the store was replaced or its lock file deleted while
+      the write committed; read it back before retrying
+  64  usage error: bad flag or argument, bad filter, bad value for a field's
+      type, unknown field, schema rule broken
+  70  internal error (a bug in psbase; please report it)
   130 interrupted`
 
-// usageError is a mistake on the command line: exit code 2.
+// usageError is a mistake on the command line: exit code 64.
 type usageError struct{ msg string }
 
 func (e *usageError) Error() string { return e.msg }
@@ -69,6 +92,14 @@ func exitCode(err error) int {
 		return ce.code
 	case errors.As(err, &ue):
 		return exitUsage
+	case errors.Is(err, psbase.ErrUnknownOutcome):
+		return exitUnknownOutcome
+	case errors.Is(err, psbase.ErrNewerFormat):
+		return exitNewerFormat
+	case errors.Is(err, psbase.ErrNoSpace):
+		return exitNoSpace
+	case errors.Is(err, psbase.ErrUnsafePath):
+		return exitUnsafePath
 	case errors.Is(err, psbase.ErrNotFound):
 		return exitNotFound
 	case errors.Is(err, psbase.ErrConflict):
