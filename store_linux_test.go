@@ -111,6 +111,8 @@ func TestStoreHelperProcess(t *testing.T) {
 		// recursive Skip on nesting psbase's bounded reader refuses.
 		dec := msgpack.NewDecoder(bytes.NewReader(deepNesting(6_000_000)))
 		fmt.Println("skip:", dec.Skip())
+	case "crashloop", "crashloop-weak":
+		crashLoopChild(ctx, db, mode == "crashloop-weak") // TestWritePathsKilled
 	case "create-overwrite", "create-open-create", "create-create":
 		// Loops until killed (TestCreateKilled): each round replaces the
 		// store with one of another schema.
