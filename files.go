@@ -103,8 +103,16 @@ func openStoreFile(path string, flag int) (*os.File, error) {
 }
 
 // checkStoreFile refuses a database file that is not a single-named regular
-// file, or is empty.
+// file, or is empty. The store's lock is held.
 func checkStoreFile(path string, f *os.File, fi os.FileInfo) error {
+	if fileLinks(fi) == 2 && fi.Mode().IsRegular() && leftoverCreating(path, fi) {
+		fi = nil // re-read below
+		if st, err := f.Stat(); err == nil {
+			fi = st
+		} else {
+			return classifyIOError(err)
+		}
+	}
 	switch {
 	case fi.IsDir():
 		return fmt.Errorf("%w: %s %w", ErrNotExist, path, errIsDir)
@@ -119,6 +127,22 @@ func checkStoreFile(path string, f *os.File, fi os.FileInfo) error {
 		return fmt.Errorf("%w: %s is a mount point (a bind-mounted file): its lock files would differ from the original's", ErrUnsafePath, path)
 	}
 	return nil
+}
+
+// leftoverCreating removes the second name of the store's file when it is
+// <db>.creating: Create links its finished file in place and then removes
+// that name, so a process killed between the two leaves both. Create holds
+// the exclusive lock across both steps, and the caller holds the lock, so
+// such a name is a leftover, never a Create in progress; the store itself
+// is complete. It reports whether it removed the name.
+func leftoverCreating(path string, fi os.FileInfo) bool {
+	tmp := path + suffixCreating
+	ti, err := os.Lstat(tmp)
+	if err != nil || !os.SameFile(fi, ti) {
+		return false
+	}
+	err = os.Remove(tmp)
+	return err == nil || errors.Is(err, fs.ErrNotExist)
 }
 
 // sameFile reports whether the open file f is still the file at path (same
