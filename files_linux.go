@@ -56,3 +56,7 @@ func unmapLeaked(fi os.FileInfo, live func(uintptr) bool) {
 		_, _, _ = unix.Syscall(unix.SYS_MUNMAP, uintptr(start), uintptr(end-start), 0)
 	}
 }
+
+// warmSupported: reads may keep their handle (warm.go). Linux's page cache
+// is what the kept mapping shows, whoever wrote the pages.
+const warmSupported = true

@@ -21,3 +21,5 @@ func isNoSpace(error) bool { return false }
 func isReadOnlyFS(error) bool { return false }
 
 func isNotDir(error) bool { return false }
+
+func dropFlock(*os.File) error { return nil }

@@ -84,3 +84,6 @@ func isNoSpace(err error) bool {
 func isReadOnlyFS(err error) bool { return errors.Is(err, unix.EROFS) }
 
 func isNotDir(err error) bool { return errors.Is(err, unix.ENOTDIR) }
+
+// dropFlock releases the flock bbolt took on f (warm.go, 4).
+func dropFlock(f *os.File) error { return unix.Flock(int(f.Fd()), unix.LOCK_UN) }

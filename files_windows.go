@@ -34,3 +34,7 @@ func isNoSpace(err error) bool {
 func isReadOnlyFS(err error) bool { return errors.Is(err, windows.ERROR_WRITE_PROTECT) }
 
 func isNotDir(err error) bool { return errors.Is(err, windows.ERROR_DIRECTORY) }
+
+// dropFlock: reads are never warm off Linux (warmSupported), so bbolt's
+// lock is never dropped here.
+func dropFlock(*os.File) error { return nil }

@@ -142,10 +142,10 @@ func (f *floorStore) get(id uint64) (n int64, payload string, err error) {
 	return n, payload, err
 }
 
-func newPsbaseStore(b *testing.B, dir string, records int) *psbase.Store {
+func newPsbaseStore(b *testing.B, dir string, records int, opts ...psbase.Option) *psbase.Store {
 	b.Helper()
 	ctx := context.Background()
-	s, err := psbase.Create(ctx, filepath.Join(dir, "psbase.db"), floorFields)
+	s, err := psbase.Create(ctx, filepath.Join(dir, "psbase.db"), floorFields, opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -190,20 +190,27 @@ func BenchmarkFloorInsert(b *testing.B) {
 	})
 }
 
-// BenchmarkFloorGet is a get by random ID on a 10 000-record store.
+// BenchmarkFloorGet is a get by random ID on a 10 000-record store: psbase
+// with its kept read handle (the default, warm.go), psbase opening the file
+// for every read (WithoutWarmReads), and the floor.
 func BenchmarkFloorGet(b *testing.B) {
 	ctx := context.Background()
-	b.Run("psbase", func(b *testing.B) {
-		s := newPsbaseStore(b, b.TempDir(), floorRecords)
-		rng := rand.New(rand.NewPCG(1, 2))
-		for b.Loop() {
-			r, err := s.Get(ctx, 1+rng.Uint64N(floorRecords))
-			if err != nil {
-				b.Fatal(err)
+	for _, v := range []struct {
+		name string
+		opts []psbase.Option
+	}{{"psbase", nil}, {"psbase-cold", []psbase.Option{psbase.WithoutWarmReads()}}} {
+		b.Run(v.name, func(b *testing.B) {
+			s := newPsbaseStore(b, b.TempDir(), floorRecords, v.opts...)
+			rng := rand.New(rand.NewPCG(1, 2))
+			for b.Loop() {
+				r, err := s.Get(ctx, 1+rng.Uint64N(floorRecords))
+				if err != nil {
+					b.Fatal(err)
+				}
+				_ = r.Values["n"].(int64)
 			}
-			_ = r.Values["n"].(int64)
-		}
-	})
+		})
+	}
 	b.Run("floor", func(b *testing.B) {
 		f := newFloorStore(b, b.TempDir(), floorRecords)
 		rng := rand.New(rand.NewPCG(1, 2))
@@ -257,19 +264,24 @@ func BenchmarkFloorRatio(b *testing.B) {
 			return f.insert(int64(i), floorPayload(i))
 		})
 	})
-	b.Run("get", func(b *testing.B) {
-		s := newPsbaseStore(b, b.TempDir(), floorRecords)
-		f := newFloorStore(b, b.TempDir(), floorRecords)
-		rng := rand.New(rand.NewPCG(1, 2))
-		pair(b, func(int) error {
-			r, err := s.Get(ctx, 1+rng.Uint64N(floorRecords))
-			if err == nil {
-				_ = r.Values["n"].(int64)
-			}
-			return err
-		}, func(int) error {
-			_, _, err := f.get(1 + rng.Uint64N(floorRecords))
-			return err
+	for _, v := range []struct {
+		name string
+		opts []psbase.Option
+	}{{"get", nil}, {"get-cold", []psbase.Option{psbase.WithoutWarmReads()}}} {
+		b.Run(v.name, func(b *testing.B) {
+			s := newPsbaseStore(b, b.TempDir(), floorRecords, v.opts...)
+			f := newFloorStore(b, b.TempDir(), floorRecords)
+			rng := rand.New(rand.NewPCG(1, 2))
+			pair(b, func(int) error {
+				r, err := s.Get(ctx, 1+rng.Uint64N(floorRecords))
+				if err == nil {
+					_ = r.Values["n"].(int64)
+				}
+				return err
+			}, func(int) error {
+				_, _, err := f.get(1 + rng.Uint64N(floorRecords))
+				return err
+			})
 		})
-	})
+	}
 }

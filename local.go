@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -37,7 +38,11 @@ type boltFile struct {
 	addr uintptr // where bbolt mapped the file when it opened (0 unknown)
 	keep bool    // tests only: abandon leaves the mapping (weakness.keepMap)
 	once sync.Once
+	gone atomic.Bool // abandoned
 }
+
+// abandoned reports whether the handle was given up.
+func (h *boltFile) abandoned() bool { return h.gone.Load() }
 
 // liveMaps holds the mapping addresses of the bbolt handles open in this
 // process, so that abandoning one handle unmaps only what no live handle
@@ -70,6 +75,7 @@ func (h *boltFile) close() (err error) {
 // keep bbolt's flock on the file: a mapping holds the open file
 // description), on Linux.
 func (h *boltFile) abandon() {
+	h.gone.Store(true)
 	h.once.Do(func() {
 		if h.file == nil {
 			return
@@ -153,11 +159,18 @@ func (s *Store) beginLocal(ctx context.Context, op string, write bool) (kv.Tx, e
 		return nil, err
 	}
 	release := g.release
-	h, err := s.openBolt(write)
+	warm := !write && s.warmReads()
+	var h *boltFile
+	if warm {
+		h, err = s.warm.get(s)
+	} else {
+		h, err = s.openBolt(write)
+	}
 	if err != nil {
 		release()
 		return nil, err
 	}
+	t := &localTx{s: s, h: h, grant: g, release: release, warm: warm}
 	var btx *bolt.Tx
 	err = guarded(h, func() error {
 		var err error
@@ -165,12 +178,16 @@ func (s *Store) beginLocal(ctx context.Context, op string, write bool) (kv.Tx, e
 		return err
 	})
 	if err != nil {
-		_ = h.close() // a no-op if guarded abandoned it
+		t.closeFile() // a no-op if guarded abandoned it
 		release()
 		return nil, classifyIOError(err)
 	}
-	return &localTx{Tx: boltkv.Tx{BTx: btx}, s: s, h: h, grant: g, release: release}, nil
+	t.Tx = boltkv.Tx{BTx: btx}
+	return t, nil
 }
+
+// warmReads reports whether this Store's reads use its kept handle.
+func (s *Store) warmReads() bool { return warmSupported && !s.cfg.noWarmReads }
 
 // localTx is a transaction of the local backend.
 type localTx struct {
@@ -179,6 +196,17 @@ type localTx struct {
 	h       *boltFile
 	grant   *lockGrant
 	release func()
+	warm    bool // h is the Store's kept read handle (warm.go)
+}
+
+// closeFile ends this transaction's use of its file: a handle of its own
+// is closed, the kept handle handed back.
+func (t *localTx) closeFile() error {
+	if t.warm {
+		t.s.warm.put(t.h)
+		return nil
+	}
+	return t.h.close()
 }
 
 // Commit commits, closes the file and releases the lock, whatever fails.
@@ -195,7 +223,7 @@ func (t *localTx) Commit() error {
 			err = stillTheStore(t.s.path, t.h.file)
 		}
 	}
-	if cerr := t.h.close(); err == nil {
+	if cerr := t.closeFile(); err == nil {
 		err = cerr
 	}
 	t.release()
@@ -205,7 +233,7 @@ func (t *localTx) Commit() error {
 // Rollback rolls back, closes the file and releases the lock.
 func (t *localTx) Rollback() error {
 	err := t.Tx.Rollback()
-	if cerr := t.h.close(); err == nil {
+	if cerr := t.closeFile(); err == nil {
 		err = cerr
 	}
 	t.release()
@@ -215,6 +243,9 @@ func (t *localTx) Rollback() error {
 // Abandon gives the bbolt handle up (see boltFile) and releases the lock.
 func (t *localTx) Abandon() {
 	t.h.abandon()
+	if t.warm {
+		t.s.warm.put(t.h)
+	}
 	t.release()
 }
 

@@ -33,6 +33,7 @@ type config struct {
 	protocol       lockProtocol
 	noSync         bool
 	lazyOpen       bool
+	noWarmReads    bool
 
 	// weak turns guarantees off, for the negative controls of the tests
 	// only: no option sets it.
@@ -42,11 +43,13 @@ type config struct {
 // weakness lists the checks a negative control can turn off, to show that
 // its test catches what they prevent.
 type weakness struct {
-	noCommitCheck bool   // Commit acknowledges without stillHeld/stillTheStore (T20)
-	noRenameCheck bool   // Cleanup renames without stillHeld (T20)
-	beforeRename  func() // called by Cleanup between copying and renaming
-	afterOpen     func() // called when the database file was opened
-	keepMap       bool   // an abandoned handle keeps its mapping (and bbolt's flock)
+	noCommitCheck  bool   // Commit acknowledges without stillHeld/stillTheStore (T20)
+	noRenameCheck  bool   // Cleanup renames without stillHeld (T20)
+	beforeRename   func() // called by Cleanup between copying and renaming
+	afterOpen      func() // called when the database file was opened
+	keepMap        bool   // an abandoned handle keeps its mapping (and bbolt's flock)
+	noWarmSize     bool   // the kept read handle is used after the file grew (warm.go, 3)
+	noWarmIdentity bool   // the kept read handle is used after the file was replaced (warm.go, 3)
 }
 
 func newConfig(opts []Option) config {
@@ -101,6 +104,14 @@ func WithBoltTimeout(d time.Duration) Option { return func(c *config) { c.boltTi
 // power loss or kernel crash may lose recent ones or corrupt the file; a
 // crash of the process alone loses nothing. For tests and throw-away data.
 func WithNoSync() Option { return func(c *config) { c.noSync = true } }
+
+// WithoutWarmReads makes every read open and close the database file, as
+// writes do, instead of reusing the read-only handle a Store keeps between
+// its read transactions (on Linux; elsewhere reads are never warm). A kept
+// handle is as safe as a fresh one (it is checked against the file under the
+// lock before every read, see warm.go); it keeps one descriptor and one
+// mapping of the file open between operations until Close.
+func WithoutWarmReads() Option { return func(c *config) { c.noWarmReads = true } }
 
 // WithLazyOpen makes Open skip its check of the file under the lock: Open
 // then only sees that the path exists and is a file, and a file that is not

@@ -37,6 +37,8 @@ type Store struct {
 	closed   atomic.Bool
 	lastWait atomic.Int64 // nanoseconds the last lock acquisition waited
 
+	warm warmReader // the kept read handle (warm.go)
+
 	schemaMu  sync.Mutex
 	schema    *schema // decoded schema, immutable, shared by transactions
 	schemaRaw []byte  // the bytes it was decoded from
@@ -257,11 +259,13 @@ func (s *Store) run(ctx context.Context, op string, write bool, fn func(*Tx) err
 // Path returns the store's absolute path.
 func (s *Store) Path() string { return s.path }
 
-// Close marks the handle closed: later calls return ErrClosed. The store's
-// files are untouched (no file is open between operations). Transactions
-// already begun finish normally. Close is idempotent.
+// Close marks the handle closed: later calls return ErrClosed, and closes
+// the read-only file handle kept for warm reads (see WithoutWarmReads); no
+// other file is open between operations. Transactions already begun finish
+// normally. Close is idempotent.
 func (s *Store) Close() error {
 	s.closed.Store(true)
+	s.warm.retire()
 	return nil
 }
 
@@ -270,6 +274,7 @@ func (s *Store) Close() error {
 // (ErrNotExist). The handle is closed.
 func (s *Store) Destroy(ctx context.Context) error {
 	err := s.exclusive(ctx, "destroy", func() error {
+		s.warm.retire()
 		if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return classifyIOError(err)
 		}
@@ -281,6 +286,7 @@ func (s *Store) Destroy(ctx context.Context) error {
 		return wrapErr("destroy", s.path, err)
 	}
 	s.closed.Store(true)
+	s.warm.retire()
 	return nil
 }
 

@@ -129,6 +129,8 @@ type Stats struct {
 	NextID        uint64        // the ID the next Insert gets
 	LastLockWait  time.Duration // how long this handle's last lock acquisition waited
 	Created       time.Time     // when the store was created
+	WarmOpens     uint64        // how often this handle opened its kept read handle (at first, and after the file changed)
+	WarmReads     uint64        // read transactions of this handle that reused the kept read handle
 }
 
 // Stats returns the store's size, count and schema, under the shared lock.
@@ -138,6 +140,7 @@ func (s *Store) Stats(ctx context.Context) (st Stats, err error) {
 		return err
 	})
 	st.LastLockWait = time.Duration(s.lastWait.Load())
+	st.WarmOpens, st.WarmReads = s.warm.stats()
 	return st, err
 }
 
