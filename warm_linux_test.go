@@ -27,7 +27,7 @@ import (
 type warmStep struct {
 	name   string
 	change func(t *testing.T, w *Store) uint64 // returns the ID to read back
-	want   string                             // its name
+	want   string                              // its name
 }
 
 func warmSteps(db string) []warmStep {
