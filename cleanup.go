@@ -31,8 +31,9 @@ const compactTxSize = 64 << 20
 // <db>.compact, fsyncs it, renames it over the database and fsyncs the
 // directory, all under the exclusive lock. Processes that want the store in
 // the meantime wait; they open the new file by path when their turn comes
-// (this is safe only because no process keeps the database open between
-// operations and the lock lives in a separate file). If anything fails, the
+// (this is safe only because no process writes through a handle kept between
+// operations, a kept read handle is checked against the file's identity
+// before every read (warm.go), and the lock lives in a separate file). If anything fails, the
 // original file is untouched and the temporary file removed.
 //
 // Cleanup first checks the store (as Check does) and refuses a damaged one

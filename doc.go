@@ -15,9 +15,11 @@
 // Every method takes the store's lock (shared for reads, exclusive for
 // writes, creation, schema changes and Cleanup), then opens the database
 // file, runs one bbolt transaction, closes the file and only then releases
-// the lock. Nothing is held open between operations, so each operation sees
-// the latest committed state of every process and can never interleave with
-// another process's write. A single method call is one atomic, durable
+// the lock. No write handle is held open between operations, so each
+// operation sees the latest committed state of every process and can never
+// interleave with another process's write. (Reads on Linux keep one
+// read-only handle, checked against the file under the lock before every
+// read: a replaced or grown file gets a new handle. See WithoutWarmReads.) A single method call is one atomic, durable
 // transaction; Txn groups several (a read-modify-write inside Txn cannot lose
 // an update); Update refuses, with ErrConflict, a record whose Version is
 // stale, which makes read-then-write across separate calls safe.

@@ -20,14 +20,17 @@ import (
 // store's lock (shared for reads, exclusive for writes, creation, schema
 // changes and Cleanup), THEN opens the bbolt file (read-only under a shared
 // lock), runs one bbolt transaction, closes the file, and only THEN releases
-// the lock. No bbolt handle is ever kept between operations: bbolt holds a
-// flock on its file for as long as it is open, so a kept handle would block
-// every other process (bbolt issue 228), and its meta pages and mmap would go
-// stale when another process commits.
+// the lock. No write handle is ever kept between operations: its in-memory
+// freelist would go stale when another process commits. The one exception
+// is a read-only handle kept for warm reads (warm.go; WithoutWarmReads turns
+// it off): it is used only under the shared lock, checked before every read
+// against the file's identity and size (a replaced or grown file means a
+// new handle), and bbolt's flock on it is dropped right after the open (kept,
+// it would block every writer's open: bbolt issue 228).
 //
 // A Store is safe for use by many goroutines, and two Stores on the same path
-// in one process exclude each other like two processes do. Close does not
-// touch the file; it only makes the handle refuse further calls.
+// in one process exclude each other like two processes do. Close closes the
+// kept read handle and makes the Store refuse further calls.
 type Store struct {
 	path string
 	cfg  config
