@@ -218,6 +218,8 @@ type cmdProc struct {
 	errOut *tailBuffer
 }
 
+// runCommandLoop runs one loop of a command storm on a fleet of launchers.
+// done counts the processes reaped over all loops, for Progress.
 func runCommandLoop(ctx context.Context, cfg CommandConfig, loop, n int, done *int) (*CommandLoop, error) {
 	total := n * cfg.Loops
 	l := &CommandLoop{Loop: loop}
