@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -211,41 +210,42 @@ func RunCommands(ctx context.Context, cfg CommandConfig) (*CommandResult, error)
 	return res, nil
 }
 
+// cmdProc is the parent's record of one process of a command storm (the
+// fleet member's P).
 type cmdProc struct {
 	res    ProcResult
-	cmd    *exec.Cmd
 	out    *tailBuffer
 	errOut *tailBuffer
-	ready  bool
-	done   bool
 }
 
+// runCommandLoop runs one loop of a command storm on a fleet of launchers.
+// done counts the processes reaped over all loops, for Progress.
 func runCommandLoop(ctx context.Context, cfg CommandConfig, loop, n int, done *int) (*CommandLoop, error) {
 	total := n * cfg.Loops
 	l := &CommandLoop{Loop: loop}
-	releaseR, releaseW, err := os.Pipe()
-	if err != nil {
-		return nil, err
+	var tasks []ProcResult
+	for ci, c := range cfg.Commands {
+		for k := 0; k < c.Count; k++ {
+			task := len(tasks)
+			argv := make([]string, len(c.Argv))
+			for j, a := range c.Argv {
+				argv[j] = strings.ReplaceAll(a, "{i}", strconv.Itoa(task))
+			}
+			tasks = append(tasks, ProcResult{Task: task, Command: ci, Argv: argv, ExitCode: -1})
+		}
 	}
-	defer releaseR.Close()
-	defer releaseW.Close()
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	defer readyR.Close()
-	defer readyW.Close()
+
+	// The launchers report their release instants on a pipe of their own:
+	// they exec(2) their command right after, so nothing of theirs is left
+	// to read later.
 	reportR, reportW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
 	defer reportR.Close()
 	defer reportW.Close()
-
 	quit := make(chan struct{})
 	defer close(quit)
-	readyCh := make(chan string)
-	go readLines(readyR, readyCh, quit)
 	reports := map[int]int64{}
 	var reportsMu sync.Mutex
 	reportsDone := make(chan struct{})
@@ -264,163 +264,81 @@ func runCommandLoop(ctx context.Context, cfg CommandConfig, loop, n int, done *i
 		}
 	}()
 
-	exitCh := make(chan *cmdProc)
-	var procs []*cmdProc
-	running := 0
-	killAll := func() {
-		for _, p := range procs {
-			if !p.done && p.res.Pid > 0 {
-				signalGroup(p.res.Pid, sigKill)
+	f := &fleet[*cmdProc]{
+		n:            n,
+		readyTimeout: cfg.ReadyTimeout,
+		timeout:      cfg.Timeout,
+		extraFiles:   []*os.File{reportW},
+		noun:         "processes",
+	}
+	f.spawn = func(m *member[*cmdProc]) (*exec.Cmd, error) {
+		p := &cmdProc{res: tasks[m.task], out: &tailBuffer{max: cfg.TailBytes}, errOut: &tailBuffer{max: cfg.TailBytes}}
+		m.p = p
+		argvJSON, _ := json.Marshal(p.res.Argv)
+		cmd := exec.Command(cfg.Launcher)
+		cmd.Dir = cfg.Dir
+		cmd.Env = append(os.Environ(), cfg.Env...)
+		cmd.Env = append(cmd.Env, envLaunch+"="+strconv.Itoa(m.task), envLaunchArgv+"="+string(argvJSON))
+		cmd.Stdout, cmd.Stderr = p.out, p.errOut
+		cmd.WaitDelay = time.Second // grandchildren holding our pipes do not hang Wait
+		return cmd, nil
+	}
+	f.notReady = func(exited *member[*cmdProc], _ int) error {
+		if exited != nil {
+			return fmt.Errorf("launcher of task %d exited before the release (does main call storm.MaybeLaunch first?): %s%s",
+				exited.task, exited.cmd.ProcessState, tailNote(exited.p.errOut.String()))
+		}
+		var missing []string
+		for _, m := range f.members {
+			if !m.ready {
+				missing = append(missing, strconv.Itoa(m.task))
 			}
+		}
+		return fmt.Errorf("ready timeout (%v): missing tasks %s (does main call storm.MaybeLaunch first?)",
+			cfg.ReadyTimeout, strings.Join(missing, ", "))
+	}
+	f.exited = func(m *member[*cmdProc]) {
+		p := m.p
+		p.res.Duration = time.Since(f.releasedAt)
+		ps := m.cmd.ProcessState
+		p.res.ExitCode = ps.ExitCode()
+		if sig, ok := exitSignal(ps); ok && !m.timedOut {
+			p.res.Err = "killed by signal " + sig.String()
+		}
+		*done++
+		if cfg.Progress != nil {
+			cfg.Progress(*done, total)
 		}
 	}
-	defer func() {
-		killAll()
-		for running > 0 {
-			select {
-			case p := <-exitCh:
-				p.done = true
-				running--
-			case <-time.After(10 * time.Second):
-				return
-			}
-		}
-	}()
-
-	task := 0
-	for ci, c := range cfg.Commands {
-		for k := 0; k < c.Count; k++ {
-			argv := make([]string, len(c.Argv))
-			for j, a := range c.Argv {
-				argv[j] = strings.ReplaceAll(a, "{i}", strconv.Itoa(task))
-			}
-			argvJSON, _ := json.Marshal(argv)
-			p := &cmdProc{
-				res:    ProcResult{Task: task, Command: ci, Argv: argv, ExitCode: -1},
-				out:    &tailBuffer{max: cfg.TailBytes},
-				errOut: &tailBuffer{max: cfg.TailBytes},
-			}
-			procs = append(procs, p)
-			cmd := exec.Command(cfg.Launcher)
-			cmd.Dir = cfg.Dir
-			cmd.Env = append(os.Environ(), cfg.Env...)
-			cmd.Env = append(cmd.Env, envLaunch+"="+strconv.Itoa(task), envLaunchArgv+"="+string(argvJSON))
-			cmd.ExtraFiles = []*os.File{releaseR, readyW, reportW}
-			cmd.SysProcAttr = sysProcAttr()
-			cmd.Stdout, cmd.Stderr = p.out, p.errOut
-			cmd.WaitDelay = time.Second // grandchildren holding our pipes do not hang Wait
-			p.cmd = cmd
-			if err := cmd.Start(); err != nil {
-				p.done = true
-				p.res.Err = "start: " + err.Error()
-				return l, fmt.Errorf("start task %d: %w", task, err)
-			}
-			p.res.Pid = cmd.Process.Pid
-			running++
-			go func() { cmd.Wait(); exitCh <- p }()
-			task++
-		}
+	runErr := f.run(ctx)
+	if !f.complete {
+		return l, runErr
 	}
-	readyW.Close()
+	l.Wall = f.wall
+	// Every launcher is gone: once the parent's write end is closed, the
+	// reader reaches EOF after the last report.
 	reportW.Close()
-
-	// The barrier.
-	timer := time.NewTimer(cfg.ReadyTimeout)
-	defer timer.Stop()
-	for ready := 0; ready < n; {
-		select {
-		case line := <-readyCh:
-			i, err := strconv.Atoi(line)
-			if err != nil || i < 0 || i >= n || procs[i].ready {
-				return l, fmt.Errorf("bad ready message %q", line)
-			}
-			procs[i].ready = true
-			ready++
-		case p := <-exitCh:
-			p.done = true
-			running--
-			return l, fmt.Errorf("launcher of task %d exited before the release (does main call storm.MaybeLaunch first?): %s%s",
-				p.res.Task, p.cmd.ProcessState, tailNote(p.errOut.String()))
-		case <-timer.C:
-			var missing []string
-			for _, p := range procs {
-				if !p.ready {
-					missing = append(missing, strconv.Itoa(p.res.Task))
-				}
-			}
-			return l, fmt.Errorf("ready timeout (%v): missing tasks %s (does main call storm.MaybeLaunch first?)",
-				cfg.ReadyTimeout, strings.Join(missing, ", "))
-		case <-ctx.Done():
-			return l, ctx.Err()
-		}
-	}
-	releasedAt := time.Now()
-	releaseW.Close()
-
-	timeout := time.NewTimer(cfg.Timeout)
-	defer timeout.Stop()
-	var grace <-chan time.Time
-	var ctxErr error
-	ctxDone := ctx.Done()
-	for running > 0 {
-		select {
-		case p := <-exitCh:
-			running--
-			p.done = true
-			p.res.Duration = time.Since(releasedAt)
-			ps := p.cmd.ProcessState
-			p.res.ExitCode = ps.ExitCode()
-			if sig, ok := exitSignal(ps); ok && !p.res.TimedOut {
-				p.res.Err = "killed by signal " + sig.String()
-			}
-			*done++
-			if cfg.Progress != nil {
-				cfg.Progress(*done, total)
-			}
-		case <-timeout.C:
-			for _, p := range procs {
-				if !p.done {
-					p.res.TimedOut = true
-					signalGroup(p.res.Pid, sigKill)
-				}
-			}
-			grace = time.After(10 * time.Second)
-		case <-ctxDone:
-			ctxErr = ctx.Err()
-			ctxDone = nil
-			killAll()
-			grace = time.After(10 * time.Second)
-		case <-grace:
-			return l, fmt.Errorf("%d processes did not exit 10s after SIGKILL", running)
-		}
-	}
-	l.Wall = time.Since(releasedAt)
-	for _, p := range procs {
-		signalGroup(p.res.Pid, sigKill) // leftovers in the process groups
-	}
 	select {
 	case <-reportsDone:
 	case <-time.After(time.Second):
 	}
 	reportsMu.Lock()
-	var rels []int64
-	for _, p := range procs {
+	for _, m := range f.members {
+		p := m.p
+		p.res.Pid = m.pid
+		p.res.TimedOut = m.timedOut
 		p.res.Released = reports[p.res.Task]
-		if p.res.Released != 0 {
-			rels = append(rels, p.res.Released)
-		}
+		m.released = p.res.Released
 		p.res.Stdout = p.out.String()
 		p.res.Stderr = p.errOut.String()
-		if p.res.Err == "" && ctxErr != nil && p.res.ExitCode != 0 {
+		if p.res.Err == "" && runErr != nil && p.res.ExitCode != 0 {
 			p.res.Err = "canceled"
 		}
 		l.Procs = append(l.Procs, p.res)
 	}
 	reportsMu.Unlock()
-	if len(rels) > 0 {
-		l.Skew = time.Duration(slices.Max(rels) - slices.Min(rels))
-	}
-	return l, ctxErr
+	l.Skew = f.skew()
+	return l, runErr
 }
 
 func tailNote(s string) string {

@@ -1,21 +1,18 @@
 package storm
 
 import (
-	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -102,7 +99,7 @@ func Run(t testing.TB, cfg Config, body func(w *Worker) error) *Result {
 	}
 	res := &Result{Seed: s.seed, Dir: s.root}
 	for loop := 0; loop < s.cfg.Loops; loop++ {
-		l, err := s.runLoop(loop)
+		l, err := s.runLoop(t.Context(), loop)
 		if l != nil {
 			res.Loops = append(res.Loops, l)
 			s.logLoop(l)
@@ -306,85 +303,18 @@ func (s *storm) logLoop(l *LoopResult) {
 	s.t.Logf("%s", msg)
 }
 
-// proc is one child of a loop, seen from the parent.
+// proc is the parent's record of one child of a loop (the fleet member's P).
 type proc struct {
-	res     TaskResult
-	dir     string
-	cmd     *exec.Cmd
-	start   time.Time
-	done    bool
-	ready   bool
-	kill    int // index+1 into LoopResult.Kills, 0 if not killed by chaos
-	stopped bool
-	out     *lineLogger
-	log     *os.File
+	res TaskResult
+	dir string
+	out *lineLogger
+	log *os.File
 }
 
-type exitMsg struct {
-	p   *proc
-	err error
-}
-
-// action is a scheduled chaos action.
-type action struct {
-	at   int64 // CLOCK_MONOTONIC
-	kind int   // actKill, actStop, actCont
-	p    *proc
-	stop Stop
-	rec  int // index+1 into Stops for actCont
-}
-
-const (
-	actKill = iota
-	actStop
-	actCont
-)
-
-// pipes are the barrier and the lifeline of one loop.
-type pipes struct {
-	releaseR, releaseW   *os.File
-	readyR, readyW       *os.File
-	lifelineR, lifelineW *os.File
-}
-
-func newPipes() (*pipes, error) {
-	var p pipes
-	var err error
-	if p.releaseR, p.releaseW, err = os.Pipe(); err != nil {
-		return nil, err
-	}
-	if p.readyR, p.readyW, err = os.Pipe(); err != nil {
-		p.close()
-		return nil, err
-	}
-	if p.lifelineR, p.lifelineW, err = os.Pipe(); err != nil {
-		p.close()
-		return nil, err
-	}
-	return &p, nil
-}
-
-func (p *pipes) close() {
-	for _, f := range []*os.File{p.releaseR, p.releaseW, p.readyR, p.readyW, p.lifelineR, p.lifelineW} {
-		if f != nil {
-			f.Close()
-		}
-	}
-}
-
-// readLines sends each line read from r to ch until r fails or quit closes.
-func readLines(r io.Reader, ch chan<- string, quit <-chan struct{}) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		select {
-		case ch <- sc.Text():
-		case <-quit:
-			return
-		}
-	}
-}
-
-func (s *storm) runLoop(loop int) (*LoopResult, error) {
+// runLoop runs one loop of the storm on a fleet of children. Before the
+// release it fails with a nil result; after it, the result holds what the
+// loop did, complete unless the error is the harness failing.
+func (s *storm) runLoop(ctx context.Context, loop int) (*LoopResult, error) {
 	cfg := s.cfg
 	l := &LoopResult{Loop: loop, Dir: filepath.Join(s.root, fmt.Sprintf("loop-%d", loop))}
 	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
@@ -395,204 +325,67 @@ func (s *storm) runLoop(loop int) (*LoopResult, error) {
 			return nil, fmt.Errorf("Setup: %w", err)
 		}
 	}
-	pp, err := newPipes()
+	// The lifeline: a child that reads EOF on it before it is done knows
+	// that the parent died.
+	lifelineR, lifelineW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	defer pp.close()
-	quit := make(chan struct{})
-	defer close(quit)
-	readyCh := make(chan string)
-	go readLines(pp.readyR, readyCh, quit)
-	exitCh := make(chan exitMsg)
+	defer lifelineR.Close()
+	defer lifelineW.Close()
 
-	var procs []*proc
-	running := 0
-	start := func(task, replaces int) (*proc, error) {
-		p := &proc{res: TaskResult{Task: task, ReplacementOf: replaces, ExitCode: -1}}
-		p.dir = filepath.Join(s.root, fmt.Sprintf("loop-%d", loop), "tasks", strconv.Itoa(task))
-		procs = append(procs, p)
-		if err := os.MkdirAll(p.dir, 0o755); err != nil {
-			return p, err
-		}
-		argTask := task
-		if replaces >= 0 {
-			argTask = replaces
-		}
-		var args []string
-		if cfg.Args != nil {
-			args = cfg.Args(argTask)
-		}
-		argsJSON, _ := json.Marshal(args)
-		if args == nil {
-			argsJSON = []byte("[]")
-		}
-		cmd := exec.Command(s.exe, s.runArgs...)
-		cmd.Env = append(os.Environ(), cfg.Env...)
-		cmd.Env = append(cmd.Env, goraceEnv(cmd.Env),
-			envChild+"="+s.t.Name(),
-			envChildRun+"="+strconv.Itoa(s.runIdx),
-			envTask+"="+strconv.Itoa(task),
-			envProcs+"="+strconv.Itoa(cfg.Procs),
-			envLoop+"="+strconv.Itoa(loop),
-			envDir+"="+l.Dir,
-			envTaskDir+"="+p.dir,
-			envChildSeed+"="+strconv.FormatUint(s.seed, 10),
-			envReplaces+"="+strconv.Itoa(replaces),
-			envArgs+"="+string(argsJSON),
-			envStagger+"="+cfg.Stagger.String(),
-		)
-		cmd.ExtraFiles = []*os.File{pp.releaseR, pp.readyW, pp.lifelineR}
-		cmd.SysProcAttr = sysProcAttr()
-		log, err := os.Create(filepath.Join(p.dir, "log"))
-		if err != nil {
-			return p, err
-		}
-		p.log = log
-		if cfg.Verbose {
-			p.out = &lineLogger{t: s.t, prefix: fmt.Sprintf("[loop %d task %d] ", loop, task)}
-			w := io.MultiWriter(log, p.out)
-			cmd.Stdout, cmd.Stderr = w, w
-			cmd.WaitDelay = time.Second
-		} else {
-			cmd.Stdout, cmd.Stderr = log, log
-		}
-		p.cmd = cmd
-		p.start = time.Now()
-		if err := cmd.Start(); err != nil {
-			p.done = true
-			p.res.Err = "start: " + err.Error()
-			return p, err
-		}
-		p.res.Pid = cmd.Process.Pid
-		running++
-		go func() { exitCh <- exitMsg{p, cmd.Wait()} }()
-		return p, nil
+	f := &fleet[*proc]{
+		n:            cfg.Procs,
+		readyTimeout: cfg.ReadyTimeout,
+		timeout:      cfg.Timeout,
+		extraFiles:   []*os.File{lifelineR},
+		chaos:        cfg.Chaos,
+		seed:         s.seed,
+		loop:         loop,
+		noun:         "children",
+		spawn:        func(m *member[*proc]) (*exec.Cmd, error) { return s.spawn(l, m) },
+		exited:       s.finish,
+		phase:        func(m *member[*proc]) string { return readState(m.p.dir).Phase },
+		errorf: func(format string, args ...any) {
+			s.t.Errorf("storm: loop %d: "+format, append([]any{loop}, args...)...)
+		},
 	}
-	killAll := func() {
-		for _, p := range procs {
-			if !p.done && p.cmd != nil && p.cmd.Process != nil {
-				signalGroup(p.res.Pid, sigKill)
-			}
+	f.notReady = func(exited *member[*proc], ready int) error {
+		if exited != nil {
+			return fmt.Errorf("task %d exited before reaching the barrier (%v)%s",
+				exited.task, exited.cmd.ProcessState, missing(f.members))
 		}
+		return fmt.Errorf("ready timeout (%v): %d of %d children at the barrier%s",
+			cfg.ReadyTimeout, ready, len(f.members), missing(f.members))
 	}
-	// Whatever happens, no child outlives the loop.
 	defer func() {
-		killAll()
-		for running > 0 {
-			select {
-			case m := <-exitCh:
-				m.p.done = true
-				running--
-			case <-time.After(10 * time.Second):
-				s.t.Errorf("storm: %d children did not exit after SIGKILL", running)
-				return
+		for _, m := range f.members {
+			if m.p != nil && m.p.log != nil {
+				m.p.log.Close()
 			}
 		}
 	}()
-
-	var startErr error
-	for task := 0; task < cfg.Procs; task++ {
-		if _, err := start(task, -1); err != nil {
-			startErr = fmt.Errorf("start task %d: %w", task, err)
-			break
-		}
+	runErr := f.run(ctx)
+	if f.released == 0 {
+		return nil, runErr
 	}
-
-	// The barrier: wait until every child has said "ready".
-	if startErr == nil {
-		startErr = s.awaitReady(procs, readyCh, exitCh, &running)
+	l.Released, l.Kills, l.Stops = f.released, f.kills, f.stops
+	if !f.complete {
+		return l, runErr
 	}
-	if startErr != nil {
-		killAll()
-		return nil, startErr
-	}
-	l.Released = monoNow()
-	releasedAt := time.Now()
-	pp.releaseW.Close()
-	pp.releaseW = nil
-
-	// Chaos schedule, from the seed.
-	rng := mrand.New(mrand.NewPCG(s.seed, ^uint64(loop)))
-	var acts []action
-	if f := cfg.Chaos.KillFraction; f > 0 {
-		n := int(math.Round(f * float64(cfg.Procs)))
-		n = max(1, min(n, cfg.Procs))
-		win := cfg.Chaos.KillWindow
-		for _, task := range rng.Perm(cfg.Procs)[:n] {
-			d := win.From
-			if win.To > win.From {
-				d += time.Duration(rng.Int64N(int64(win.To - win.From)))
-			}
-			acts = append(acts, action{at: l.Released + int64(d), kind: actKill, p: procs[task]})
-		}
-	}
-	for _, st := range cfg.Chaos.Stops {
-		acts = append(acts, action{at: l.Released + int64(st.At), kind: actStop, p: procs[st.Task], stop: st})
-	}
-	sortActs := func() { slices.SortStableFunc(acts, func(a, b action) int { return cmpInt64(a.at, b.at) }) }
-	sortActs()
-
-	timeout := time.NewTimer(cfg.Timeout)
-	defer timeout.Stop()
-	timedOut := false
-	var grace <-chan time.Time
-	nextReplacement := cfg.Procs
-	for running > 0 {
-		var next <-chan time.Time
-		if len(acts) > 0 && !timedOut {
-			next = time.After(time.Duration(acts[0].at - monoNow()))
-		}
-		select {
-		case line := <-readyCh:
-			_ = line // replacements say ready too; nothing waits for them
-		case m := <-exitCh:
-			running--
-			s.finish(l, m.p, m.err)
-			if k := m.p.kill; k > 0 && l.Kills[k-1].Landed && cfg.Chaos.Replace && !timedOut {
-				if _, err := start(nextReplacement, m.p.res.Task); err != nil {
-					s.t.Errorf("storm: loop %d: start replacement of task %d: %v", loop, m.p.res.Task, err)
-				}
-				nextReplacement++
-			}
-		case <-next:
-			a := acts[0]
-			acts = acts[1:]
-			if more := s.act(l, a); more != nil {
-				acts = append(acts, *more)
-				sortActs()
-			}
-		case <-timeout.C:
-			timedOut = true
-			for _, p := range procs {
-				if !p.done {
-					p.res.TimedOut = true
-					signalGroup(p.res.Pid, sigKill)
-				}
-			}
-			grace = time.After(10 * time.Second)
-		case <-grace:
-			return l, fmt.Errorf("%d children did not exit 10s after SIGKILL", running)
-		}
-	}
-	l.Wall = time.Since(releasedAt)
-	// Anything a child left behind in its process group goes too.
-	for _, p := range procs {
-		if p.res.Pid > 0 {
-			signalGroup(p.res.Pid, sigKill)
-		}
-	}
-	pp.lifelineW.Close()
-	pp.lifelineW = nil
+	l.Wall = f.wall
+	lifelineW.Close()
 
 	var events []event
-	var rels []int64
-	for _, p := range procs {
-		if p.log != nil {
-			p.log.Close()
-		}
+	for _, m := range f.members {
+		p := m.p
 		if p.out != nil {
 			p.out.flush()
+		}
+		p.res.Pid = m.pid
+		p.res.TimedOut = m.timedOut
+		if m.startErr != nil {
+			p.res.Err = "start: " + m.startErr.Error()
 		}
 		if p.res.TimedOut {
 			p.res.Err = fmt.Sprintf("hung: killed by the storm timeout (%v) in phase %q", cfg.Timeout, p.res.Phase)
@@ -606,19 +399,67 @@ func (s *storm) runLoop(loop int) (*LoopResult, error) {
 			s.t.Logf("storm: loop %d task %d: %d unreadable history lines", loop, p.res.Task, bad)
 		}
 		events = append(events, ev...)
-		if p.res.ReplacementOf < 0 && p.res.Released != 0 {
-			rels = append(rels, p.res.Released)
-		}
 		l.Tasks = append(l.Tasks, p.res)
 	}
-	if len(rels) > 0 {
-		l.Skew = time.Duration(slices.Max(rels) - slices.Min(rels))
-	}
+	l.Skew = f.skew()
 	if l.History, err = mergeHistory(events); err != nil {
 		return l, err
 	}
 	l.MaxInFlight = l.History.MaxInFlight()
-	return l, nil
+	return l, runErr
+}
+
+// spawn builds the command of child m: the test binary re-executed to serve
+// this call of Run as task m.task, logging to the task's directory.
+func (s *storm) spawn(l *LoopResult, m *member[*proc]) (*exec.Cmd, error) {
+	cfg := s.cfg
+	p := &proc{res: TaskResult{Task: m.task, ReplacementOf: m.replaces, ExitCode: -1}}
+	p.dir = filepath.Join(l.Dir, "tasks", strconv.Itoa(m.task))
+	m.p = p
+	if err := os.MkdirAll(p.dir, 0o755); err != nil {
+		return nil, err
+	}
+	argTask := m.task
+	if m.replaces >= 0 {
+		argTask = m.replaces
+	}
+	var args []string
+	if cfg.Args != nil {
+		args = cfg.Args(argTask)
+	}
+	argsJSON, _ := json.Marshal(args)
+	if args == nil {
+		argsJSON = []byte("[]")
+	}
+	cmd := exec.Command(s.exe, s.runArgs...)
+	cmd.Env = append(os.Environ(), cfg.Env...)
+	cmd.Env = append(cmd.Env, goraceEnv(cmd.Env),
+		envChild+"="+s.t.Name(),
+		envChildRun+"="+strconv.Itoa(s.runIdx),
+		envTask+"="+strconv.Itoa(m.task),
+		envProcs+"="+strconv.Itoa(cfg.Procs),
+		envLoop+"="+strconv.Itoa(l.Loop),
+		envDir+"="+l.Dir,
+		envTaskDir+"="+p.dir,
+		envChildSeed+"="+strconv.FormatUint(s.seed, 10),
+		envReplaces+"="+strconv.Itoa(m.replaces),
+		envArgs+"="+string(argsJSON),
+		envStagger+"="+cfg.Stagger.String(),
+	)
+	log, err := os.Create(filepath.Join(p.dir, "log"))
+	if err != nil {
+		return nil, err
+	}
+	p.log = log
+	if cfg.Verbose {
+		p.out = &lineLogger{t: s.t, prefix: fmt.Sprintf("[loop %d task %d] ", l.Loop, m.task)}
+		w := io.MultiWriter(log, p.out)
+		cmd.Stdout, cmd.Stderr = w, w
+		cmd.WaitDelay = time.Second
+	} else {
+		cmd.Stdout, cmd.Stderr = log, log
+	}
+	return cmd, nil
 }
 
 // goraceEnv returns the GORACE setting for children: a race-enabled binary
@@ -638,58 +479,21 @@ func goraceEnv(env []string) string {
 	return "GORACE=" + strings.TrimSpace(cur+" atexit_sleep_ms=0")
 }
 
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// awaitReady waits until every started child has written "ready".
-func (s *storm) awaitReady(procs []*proc, readyCh <-chan string, exitCh <-chan exitMsg, running *int) error {
-	timer := time.NewTimer(s.cfg.ReadyTimeout)
-	defer timer.Stop()
-	n := 0
-	for n < len(procs) {
-		select {
-		case line := <-readyCh:
-			task, err := strconv.Atoi(line)
-			if err != nil || task < 0 || task >= len(procs) || procs[task].ready {
-				return fmt.Errorf("bad ready message %q", line)
-			}
-			procs[task].ready = true
-			n++
-		case m := <-exitCh:
-			*running--
-			m.p.done = true
-			return fmt.Errorf("task %d exited before reaching the barrier (%v)%s",
-				m.p.res.Task, m.p.cmd.ProcessState, s.missing(procs))
-		case <-timer.C:
-			return fmt.Errorf("ready timeout (%v): %d of %d children at the barrier%s",
-				s.cfg.ReadyTimeout, n, len(procs), s.missing(procs))
-		}
-	}
-	return nil
-}
-
 // missing describes the children not at the barrier, with their log tails.
-func (s *storm) missing(procs []*proc) string {
+func missing(members []*member[*proc]) string {
 	var b strings.Builder
 	var tasks []string
-	for _, p := range procs {
-		if !p.ready {
-			tasks = append(tasks, strconv.Itoa(p.res.Task))
+	for _, m := range members {
+		if !m.ready {
+			tasks = append(tasks, strconv.Itoa(m.task))
 		}
 	}
 	fmt.Fprintf(&b, "; missing tasks: %s", strings.Join(tasks, ", "))
 	shown := 0
-	for _, p := range procs {
-		if !p.ready && shown < 3 {
+	for _, m := range members {
+		if !m.ready && shown < 3 {
 			shown++
-			fmt.Fprintf(&b, "\n--- task %d log tail ---\n%s", p.res.Task, tail(filepath.Join(p.dir, "log"), 1024))
+			fmt.Fprintf(&b, "\n--- task %d log tail ---\n%s", m.task, tail(filepath.Join(m.p.dir, "log"), 1024))
 		}
 	}
 	if shown > 0 {
@@ -698,75 +502,37 @@ func (s *storm) missing(procs []*proc) string {
 	return b.String()
 }
 
-// act performs a chaos action and returns a follow-up action, if any.
-func (s *storm) act(l *LoopResult, a action) *action {
-	p := a.p
-	if p.done {
-		return nil
-	}
-	now := monoNow()
-	switch a.kind {
-	case actKill:
-		if err := signalGroup(p.res.Pid, sigKill); err != nil {
-			return nil
-		}
-		l.Kills = append(l.Kills, Kill{Task: p.res.Task, Pid: p.res.Pid, At: now, After: time.Duration(now - l.Released)})
-		p.kill = len(l.Kills)
-	case actStop:
-		st := readState(p.dir)
-		if a.stop.Phase != "" && st.Phase != a.stop.Phase {
-			a.at = now + int64(500*time.Microsecond)
-			return &a
-		}
-		if err := signalGroup(p.res.Pid, sigStop); err != nil {
-			return nil
-		}
-		// The phase read above may be stale by a few microseconds; read it
-		// again now that the task cannot move.
-		if st2 := readState(p.dir); st2.Phase != "" {
-			st = st2
-		}
-		l.Stops = append(l.Stops, StopRecord{Task: p.res.Task, Pid: p.res.Pid, At: now, After: time.Duration(now - l.Released), Phase: st.Phase, For: a.stop.For})
-		p.stopped = true
-		return &action{at: now + int64(a.stop.For), kind: actCont, p: p}
-	case actCont:
-		signalGroup(p.res.Pid, sigCont)
-		p.stopped = false
-	}
-	return nil
-}
-
-// finish records the exit of a child.
-func (s *storm) finish(l *LoopResult, p *proc, waitErr error) {
-	p.done = true
-	p.res.Duration = time.Since(p.start)
+// finish records the exit of a child reaped after the release.
+func (s *storm) finish(m *member[*proc]) {
+	p := m.p
+	p.res.Duration = time.Since(m.start)
 	st := readState(p.dir)
 	p.res.Phase = st.Phase
 	p.res.Released = st.Release
+	m.released = st.Release
 	var rep childReport
 	haveReport := false
 	if data, err := os.ReadFile(filepath.Join(p.dir, "result.json")); err == nil && json.Unmarshal(data, &rep) == nil {
 		haveReport = true
 		p.res.Result = rep.Result
 	}
-	ps := p.cmd.ProcessState
+	ps := m.cmd.ProcessState
 	if ps == nil {
-		p.res.Err = fmt.Sprintf("wait: %v", waitErr)
+		p.res.Err = fmt.Sprintf("wait: %v", m.waitErr)
 		return
 	}
 	p.res.ExitCode = ps.ExitCode()
 	if sig, ok := exitSignal(ps); ok {
-		if p.kill > 0 && sig == sigKill {
-			k := &l.Kills[p.kill-1]
-			k.Landed = true
-			k.Phase = st.Phase
+		switch {
+		case m.killed:
 			p.res.Killed = true
-			return
+		case m.timedOut:
+			// described once the loop is over
+		case m.canceled:
+			p.res.Err = fmt.Sprintf("canceled: killed in phase %q", st.Phase)
+		default:
+			p.res.Err = fmt.Sprintf("killed by signal %v in phase %q", sig, st.Phase)
 		}
-		if p.res.TimedOut {
-			return // described later
-		}
-		p.res.Err = fmt.Sprintf("killed by signal %v in phase %q", sig, st.Phase)
 		return
 	}
 	switch {

@@ -5,7 +5,9 @@ package storm_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -217,5 +219,89 @@ func TestStopTask(t *testing.T) {
 		if stopped := d >= pause; stopped != (tr.Task == 1) {
 			t.Errorf("task %d: working took %v", tr.Task, d)
 		}
+	}
+}
+
+// TestRunCommandsCancel: cancelling ctx while the commands run kills them,
+// and RunCommands returns at once with ctx's error, long before the commands
+// (30 s) or the loop's timeout (1 min) would end; a ctx cancelled beforehand
+// starts nothing.
+func TestRunCommandsCancel(t *testing.T) {
+	const procs = 2
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type result struct {
+		res *storm.CommandResult
+		err error
+	}
+	ran := make(chan result, 1)
+	go func() {
+		res, err := storm.RunCommands(ctx, storm.CommandConfig{
+			Commands: []storm.Command{{Argv: []string{"sh", "-c",
+				`echo $$ > "$DIR/pid-{i}.tmp" && mv "$DIR/pid-{i}.tmp" "$DIR/pid-{i}" && exec sleep 30`}, Count: procs}},
+			Env: []string{"DIR=" + dir},
+		})
+		ran <- result{res, err}
+	}()
+	pids := map[int]int{}
+	deadline := time.Now().Add(30 * time.Second)
+	for task := 0; task < procs; task++ {
+		for {
+			if b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("pid-%d", task))); err == nil {
+				pids[task], _ = strconv.Atoi(strings.TrimSpace(string(b)))
+				break
+			}
+			select {
+			case r := <-ran:
+				t.Fatalf("RunCommands returned before the cancellation: %v, %+v", r.err, r.res)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("task %d never ran its command", task)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	cancel()
+	canceledAt := time.Now()
+	var r result
+	select {
+	case r = <-ran:
+	case <-time.After(20 * time.Second):
+		t.Fatal("RunCommands did not return 20s after the cancellation")
+	}
+	if d := time.Since(canceledAt); d > 5*time.Second {
+		t.Errorf("RunCommands returned %v after the cancellation", d)
+	}
+	if !errors.Is(r.err, context.Canceled) {
+		t.Errorf("RunCommands: %v, want %v", r.err, context.Canceled)
+	}
+	if r.res == nil || len(r.res.Loops) != 1 || len(r.res.Loops[0].Procs) != procs {
+		t.Fatalf("result %+v", r.res)
+	}
+	for _, p := range r.res.Loops[0].Procs {
+		if p.Pid != pids[p.Task] || !p.Failed() || p.TimedOut || p.ExitCode != -1 {
+			t.Errorf("task %d (command pid %d): %+v", p.Task, pids[p.Task], p)
+		}
+		if alive(p.Pid) {
+			t.Errorf("task %d: pid %d outlived the cancellation", p.Task, p.Pid)
+		}
+	}
+
+	// Cancelled beforehand: nothing runs.
+	start := time.Now()
+	res, err := storm.RunCommands(ctx, storm.CommandConfig{
+		Commands: []storm.Command{{Argv: []string{"sh", "-c", `touch "$DIR/started"; exec sleep 30`}, Count: 1}},
+		Env:      []string{"DIR=" + dir},
+	})
+	if !errors.Is(err, context.Canceled) || time.Since(start) > 5*time.Second {
+		t.Errorf("with a cancelled ctx: %v after %v", err, time.Since(start))
+	}
+	if res != nil && len(res.Failed()) != 0 {
+		t.Errorf("with a cancelled ctx: %+v", res.Failed())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "started")); err == nil {
+		t.Errorf("with a cancelled ctx, the command ran")
 	}
 }

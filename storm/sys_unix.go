@@ -43,8 +43,12 @@ const (
 	sigCont = syscall.SIGCONT
 )
 
-// exitSignal reports the signal that terminated the process, if any.
+// exitSignal reports the signal that terminated the process, if any; none
+// if Wait could not tell (ps is nil).
 func exitSignal(ps *os.ProcessState) (syscall.Signal, bool) {
+	if ps == nil {
+		return 0, false
+	}
 	ws, ok := ps.Sys().(syscall.WaitStatus)
 	if !ok || !ws.Signaled() {
 		return 0, false
