@@ -375,7 +375,7 @@ func crashLoop(t *testing.T, rounds int, weak bool) (violation error, inFlight m
 		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {
 			switch strings.TrimPrefix(e.Name(), "loop.db") {
-			case "", suffixLock, suffixGate, suffixCompact, suffixCreating, ".oplog":
+			case "", suffixLock, suffixGate, suffixCompact, suffixCreating, suffixQueue, ".oplog":
 			default:
 				return fmt.Errorf("round %d: a stray file %s after a kill in %s", round, e.Name(), clOpName(pending)), inFlight
 			}

@@ -23,6 +23,7 @@ const (
 	suffixGate     = ".gate"     // the turnstile
 	suffixCompact  = ".compact"  // Cleanup's copy, renamed over the database
 	suffixCreating = ".creating" // Create's new store, renamed (or linked) into place
+	suffixQueue    = ".gcq"      // the group-commit queue (gcq_linux.go)
 )
 
 var errIsDir = errors.New("is a directory, not a store file")

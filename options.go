@@ -34,6 +34,7 @@ type config struct {
 	noSync         bool
 	lazyOpen       bool
 	noWarmReads    bool
+	noGroupCommit  bool
 
 	// weak turns guarantees off, for the negative controls of the tests
 	// only: no option sets it.
@@ -104,6 +105,15 @@ func WithBoltTimeout(d time.Duration) Option { return func(c *config) { c.boltTi
 // power loss or kernel crash may lose recent ones or corrupt the file; a
 // crash of the process alone loses nothing. For tests and throw-away data.
 func WithNoSync() Option { return func(c *config) { c.noSync = true } }
+
+// WithoutGroupCommit makes every write run as a transaction of its own, as
+// before group commit: by default a single Insert, Update, UpdateByID,
+// Delete, Upsert or Add that finds the store's writer lock busy is queued
+// beside the store, and whoever holds the lock commits every queued write
+// in one transaction (on Linux; elsewhere writes are never combined). Each
+// call still returns only after its own write is durable, with its own
+// result or error. Txn, Begin and writes of structs always run directly.
+func WithoutGroupCommit() Option { return func(c *config) { c.noGroupCommit = true } }
 
 // WithoutWarmReads makes every read open and close the database file, as
 // writes do, instead of reusing the read-only handle a Store keeps between

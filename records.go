@@ -2,6 +2,7 @@ package psbase
 
 import (
 	"fmt"
+	"math"
 )
 
 // table.go: the record operations of a Tx. Nothing here locks or opens
@@ -176,6 +177,64 @@ func (tx *Tx) update(id uint64, version *uint64, changes any) (Record, error) {
 		return Record{}, err
 	}
 	return Record{ID: id, Version: old.Version + 1, Values: merged}, nil
+}
+
+// Add adds delta to the Int field of the record with that ID and returns
+// the field's new value: the atomic increment. A null value counts as 0. It
+// is ErrSchema if the field is not an Int or the sum overflows int64, and
+// ErrNotFound if there is no such record; nothing is written then.
+func (tx *Tx) Add(id uint64, field string, delta int64) (v int64, err error) {
+	old, err := tx.enter(true)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.exit(old, &err)
+	cur, err := tx.addend(id, field, Int)
+	if err != nil {
+		return 0, err
+	}
+	c, _ := cur.(int64)
+	if (delta > 0 && c > math.MaxInt64-delta) || (delta < 0 && c < math.MinInt64-delta) {
+		return 0, errorf(ErrSchema, "field %q of record %d: %d + %d overflows int64", field, id, c, delta)
+	}
+	if _, err := tx.update(id, nil, Values{field: c + delta}); err != nil {
+		return 0, err
+	}
+	return c + delta, nil
+}
+
+// AddFloat is Add for a Float field.
+func (tx *Tx) AddFloat(id uint64, field string, delta float64) (v float64, err error) {
+	old, err := tx.enter(true)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.exit(old, &err)
+	cur, err := tx.addend(id, field, Float)
+	if err != nil {
+		return 0, err
+	}
+	c, _ := cur.(float64)
+	if _, err := tx.update(id, nil, Values{field: c + delta}); err != nil {
+		return 0, err
+	}
+	return c + delta, nil
+}
+
+// addend returns the current value of field (of type t) in record id.
+func (tx *Tx) addend(id uint64, field string, t Type) (any, error) {
+	f, err := tx.sch.field(field)
+	if err != nil {
+		return nil, err
+	}
+	if f.Type != t {
+		return nil, errorf(ErrSchema, "field %q is %s, not %s", field, f.Type, t)
+	}
+	rec, err := tx.get(id)
+	if err != nil {
+		return nil, err
+	}
+	return rec.Values[field], nil
 }
 
 // Delete removes the records with these IDs and returns how many it removed.

@@ -41,6 +41,7 @@ type Store struct {
 	lastWait atomic.Int64 // nanoseconds the last lock acquisition waited
 
 	warm warmReader // the kept read handle (warm.go)
+	gc   gcState    // group commit (groupcommit.go)
 
 	schemaMu  sync.Mutex
 	schema    *schema // decoded schema, immutable, shared by transactions
@@ -269,6 +270,7 @@ func (s *Store) Path() string { return s.path }
 func (s *Store) Close() error {
 	s.closed.Store(true)
 	s.warm.retire()
+	s.gc.close()
 	return nil
 }
 
@@ -283,6 +285,7 @@ func (s *Store) Destroy(ctx context.Context) error {
 		}
 		_ = os.Remove(s.path + suffixCompact)
 		_ = os.Remove(s.path + suffixCreating)
+		_ = os.Remove(s.path + suffixQueue)
 		return s.lock.removeFiles()
 	})
 	if err != nil {
@@ -290,6 +293,7 @@ func (s *Store) Destroy(ctx context.Context) error {
 	}
 	s.closed.Store(true)
 	s.warm.retire()
+	s.gc.close()
 	return nil
 }
 

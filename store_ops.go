@@ -12,11 +12,46 @@ import (
 // key must have a unique index. It returns the record's ID and whether it
 // was inserted.
 func (s *Store) Upsert(ctx context.Context, key string, v any) (id uint64, inserted bool, err error) {
-	err = s.run(ctx, "upsert", true, func(tx *Tx) error {
+	var op *gcOp
+	if vals, ok := gcValues(v); ok {
+		op = &gcOp{kind: gcUpsert, key: key, vals: vals}
+	}
+	err = s.write(ctx, "upsert", op, func(tx *Tx) error {
 		id, inserted, err = tx.Upsert(key, v)
 		return err
-	})
+	}, func(r *gcResult) { id, inserted = r.id, r.inserted })
 	return id, inserted, err
+}
+
+// write runs one single-operation write: combined with other processes'
+// writes into one commit when it can travel as data (group commit, see
+// groupcommit.go and WithoutGroupCommit), otherwise as a transaction of its
+// own. Either way it returns after its own write is durable, with its own
+// result or error.
+func (s *Store) write(ctx context.Context, name string, op *gcOp, direct func(*Tx) error, take func(*gcResult)) error {
+	if op != nil {
+		res, err := s.submit(ctx, name, op)
+		if err != errNotCombinable {
+			if err != nil {
+				return wrapErr(name, s.path, err)
+			}
+			take(res)
+			return wrapErr(name, s.path, res.err)
+		}
+	}
+	return s.run(ctx, name, true, direct)
+}
+
+// gcValues returns v's values if v can travel through group commit as it
+// is (Values or a map; a struct takes the direct path).
+func gcValues(v any) (Values, bool) {
+	switch m := v.(type) {
+	case Values:
+		return m, m != nil
+	case map[string]any:
+		return Values(m), m != nil
+	}
+	return nil, false
 }
 
 // GetBy returns the record whose uniquely indexed field equals value, or
@@ -41,10 +76,14 @@ func (s *Store) Explain(ctx context.Context, q Query) (plan Plan, err error) {
 
 // Insert adds one record in its own transaction and returns its ID.
 func (s *Store) Insert(ctx context.Context, v any) (id uint64, err error) {
-	err = s.run(ctx, "insert", true, func(tx *Tx) error {
+	var op *gcOp
+	if vals, ok := gcValues(v); ok {
+		op = &gcOp{kind: gcInsert, vals: vals}
+	}
+	err = s.write(ctx, "insert", op, func(tx *Tx) error {
 		id, err = tx.Insert(v)
 		return err
-	})
+	}, func(r *gcResult) { id = r.id })
 	return id, err
 }
 
@@ -60,20 +99,58 @@ func (s *Store) Get(ctx context.Context, id uint64) (rec Record, err error) {
 // Update applies changes to rec if nobody updated it since it was read (see
 // Tx.Update): ErrConflict otherwise. It returns the record as now stored.
 func (s *Store) Update(ctx context.Context, rec Record, changes any) (out Record, err error) {
-	err = s.run(ctx, "update", true, func(tx *Tx) error {
+	var op *gcOp
+	if vals, ok := gcValues(changes); ok {
+		op = &gcOp{kind: gcUpdate, id: rec.ID, version: rec.Version, vals: vals}
+	}
+	err = s.write(ctx, "update", op, func(tx *Tx) error {
 		out, err = tx.Update(rec, changes)
 		return err
-	})
+	}, func(r *gcResult) { out = r.rec })
 	return out, err
+}
+
+// UpdateByID applies changes to the record with that ID whatever its
+// version (see Tx.UpdateByID) and returns the record as now stored.
+func (s *Store) UpdateByID(ctx context.Context, id uint64, changes any) (out Record, err error) {
+	var op *gcOp
+	if vals, ok := gcValues(changes); ok {
+		op = &gcOp{kind: gcUpdateByID, id: id, vals: vals}
+	}
+	err = s.write(ctx, "update", op, func(tx *Tx) error {
+		out, err = tx.UpdateByID(id, changes)
+		return err
+	}, func(r *gcResult) { out = r.rec })
+	return out, err
+}
+
+// Add adds delta to the Int field of record id and returns its new value,
+// atomically across processes (see Tx.Add): the counter primitive, and
+// what "psbase incr" runs.
+func (s *Store) Add(ctx context.Context, id uint64, field string, delta int64) (v int64, err error) {
+	err = s.write(ctx, "add", &gcOp{kind: gcAddInt, id: id, key: field, idelta: delta}, func(tx *Tx) error {
+		v, err = tx.Add(id, field, delta)
+		return err
+	}, func(r *gcResult) { v = r.ival })
+	return v, err
+}
+
+// AddFloat is Add for a Float field.
+func (s *Store) AddFloat(ctx context.Context, id uint64, field string, delta float64) (v float64, err error) {
+	err = s.write(ctx, "add", &gcOp{kind: gcAddFloat, id: id, key: field, fdelta: delta}, func(tx *Tx) error {
+		v, err = tx.AddFloat(id, field, delta)
+		return err
+	}, func(r *gcResult) { v = r.fval })
+	return v, err
 }
 
 // Delete removes the records with these IDs, all or none (ErrNotFound if one
 // is missing), and returns how many it removed.
 func (s *Store) Delete(ctx context.Context, ids ...uint64) (n int, err error) {
-	err = s.run(ctx, "delete", true, func(tx *Tx) error {
+	err = s.write(ctx, "delete", &gcOp{kind: gcDelete, ids: ids}, func(tx *Tx) error {
 		n, err = tx.Delete(ids...)
 		return err
-	})
+	}, func(r *gcResult) { n = r.n })
 	return n, err
 }
 
@@ -131,6 +208,11 @@ type Stats struct {
 	Created       time.Time     // when the store was created
 	WarmOpens     uint64        // how often this handle opened its kept read handle (at first, and after the file changed)
 	WarmReads     uint64        // read transactions of this handle that reused the kept read handle
+	// Group commit: the batches this handle's combiners committed and the
+	// operations in them (theirs and other processes'); Ops/Batches is the
+	// mean batch size.
+	CombinedBatches uint64
+	CombinedOps     uint64
 }
 
 // Stats returns the store's size, count and schema, under the shared lock.
@@ -141,6 +223,7 @@ func (s *Store) Stats(ctx context.Context) (st Stats, err error) {
 	})
 	st.LastLockWait = time.Duration(s.lastWait.Load())
 	st.WarmOpens, st.WarmReads = s.warm.stats()
+	st.CombinedBatches, st.CombinedOps = s.gc.stats()
 	return st, err
 }
 

@@ -1,0 +1,538 @@
+//go:build linux
+
+package psbase
+
+// groupcommit.go: cross-process group commit. A single write that can
+// travel as data (Insert, Update, UpdateByID, Delete, Upsert, Add) is put in
+// a slot of the queue beside the store (gcq_linux.go) by a process that
+// waits for the store's writer lock; whoever holds that lock applies every
+// queued operation, its own included, in ONE bbolt transaction with ONE
+// commit, publishes each result in its slot, and only then releases the
+// lock. Fifty processes then pay for a handful of commits instead of fifty.
+//
+// The invariants (each guarded by a test in groupcommit_linux_test.go):
+//
+//  1. Only the holder of the store's exclusive lock moves a slot out of
+//     SUBMITTED or TAKEN.
+//  2. A combiner publishes DONE for every slot it took before it releases
+//     the lock (after its commit), or dies holding the lock. So a lock
+//     holder that finds a TAKEN slot knows that slot's combiner is dead.
+//  3. An operation's effect and its idempotency record (queue ID and slot →
+//     request ID and result, in the bucket "requests") commit atomically: a
+//     combiner killed after its commit and before publishing leaves records
+//     from which the next holder reports each result without applying the
+//     operation again. Exactly once, and every submitter learns its result.
+//  4. A submitter writes its payload while the slot is FREE and publishes
+//     with an atomic store of SUBMITTED (payload first).
+//  5. A submitter reports success only on DONE, stored after the commit
+//     returned and the lock was verified still held (T20).
+//
+// Waiting: a submitter queues for the lock like any writer (the turnstile
+// keeps its fairness); a watcher goroutine sleeps on the queue's futex word
+// and cancels that wait as soon as the submitter's slot is DONE. A
+// submitter whose deadline passes withdraws its request if nobody took it
+// (then ErrLockTimeout means "not applied", as always); if a combiner took
+// it, the outcome is unknown and the error (ErrUnknownOutcome) names the
+// combiner's pid and the request.
+//
+// Operations that fail validation (ErrSchema, ErrNotFound, ErrConflict,
+// ErrDuplicate) are refused before they write anything (records.go), so
+// they fail alone; any other failure rolls the batch back and runs it again
+// without the failing operation, which gets its error. A result too large
+// for a slot makes its operation go back to its submitter, unapplied, to
+// run directly. The combiner runs the ordinary record operations, against
+// the schema it reads in its own transaction.
+//
+// May touch: the database (through openBolt, under the held lock) and the
+// queue file (gcq_linux.go).
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/psbase/psbase/internal/boltkv"
+)
+
+// gcState is a Store's group-commit state.
+type gcState struct {
+	mu    sync.Mutex
+	q     *gcQueue   // the queue submitters use, nil until one is open
+	old   []*gcQueue // queues replaced (a deleted queue file): closed by Close
+	tried bool       // a submitter looked for a queue and found none ready
+
+	batches, ops atomic.Uint64 // batches this Store's combiners committed, and the operations in them
+}
+
+// groupCommitSupported: Linux (futexes, OFD locks).
+const groupCommitSupported = true
+
+// errRetryDirect: the combiner did not apply the operation (its result does
+// not fit a slot); its submitter runs it directly.
+var errRetryDirect = errors.New("run directly")
+
+// queue returns the queue for a submitter, opening it if it is ready.
+func (g *gcState) queue(s *Store) *gcQueue {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.q != nil && !g.q.broken.Load() {
+		return g.q
+	}
+	uid := s.dbOwner()
+	q, err := openQueue(s.path, uid, s.cfg.fileMode, false)
+	if err != nil {
+		s.logf(slog.LevelDebug, "group commit: queue not usable", "err", err)
+		return nil
+	}
+	if q != nil {
+		g.retireLocked()
+		g.q = q
+	}
+	return q
+}
+
+// ensure returns the queue for a combiner (the exclusive lock is held),
+// creating or resetting it as needed; a queue file that was deleted or
+// replaced is reopened (the old one stays open for the requests still in
+// it).
+func (g *gcState) ensure(s *Store) (*gcQueue, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.q != nil && !g.q.broken.Load() && g.q.current() {
+		return g.q, nil
+	}
+	q, err := openQueue(s.path, s.dbOwner(), s.cfg.fileMode, true)
+	if err != nil || q == nil {
+		return nil, err
+	}
+	g.retireLocked()
+	g.q = q
+	return q, nil
+}
+
+func (g *gcState) retireLocked() {
+	if g.q != nil {
+		g.old = append(g.old, g.q)
+		g.q = nil
+	}
+}
+
+// close closes every queue (Store.Close).
+func (g *gcState) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.retireLocked()
+	for _, q := range g.old {
+		q.close()
+	}
+	g.old = nil
+}
+
+func (g *gcState) stats() (batches, ops uint64) { return g.batches.Load(), g.ops.Load() }
+
+// dbOwner is the database file's owner (the queue file must be its, the
+// caller's or root's).
+func (s *Store) dbOwner() int {
+	if fi, err := os.Stat(s.path); err == nil {
+		if uid, _, ok := fileOwner(fi); ok {
+			return uid
+		}
+	}
+	return os.Geteuid()
+}
+
+// gcMine is a submitter's own request, in its slot.
+type gcMine struct {
+	q    *gcQueue
+	slot int
+	req  [16]byte
+	op   *gcOp
+}
+
+// submit runs op through group commit. It returns errNotCombinable when op
+// must run directly instead (group commit off, op not encodable, no slot).
+// Otherwise the result's err is op's own error, and the returned error
+// one of waiting: ErrLockTimeout (not applied) or ErrUnknownOutcome.
+func (s *Store) submit(ctx context.Context, name string, op *gcOp) (*gcResult, error) {
+	if s.cfg.noGroupCommit || s.closed.Load() {
+		return nil, errNotCombinable
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	payload, err := encodeOp(op, gcPayloadMax)
+	if err != nil {
+		return nil, errNotCombinable
+	}
+	if s.cfg.lockTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.lockTimeout)
+		defer cancel()
+	}
+	q := s.gc.queue(s)
+	if q == nil {
+		// No queue yet: take the lock as any writer; the combiner makes
+		// the queue for the next ones.
+		g, err := s.acquire(ctx, name, true, false)
+		if err != nil {
+			return nil, err
+		}
+		return s.combine(g, op, nil)
+	}
+	slot, ok := q.claim()
+	if !ok {
+		return nil, errNotCombinable
+	}
+	defer q.unclaim(slot)
+	var req [16]byte
+	_, _ = rand.Read(req[:])
+	if !q.publish(slot, req, payload) {
+		return nil, errNotCombinable
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	go q.watch(wctx, slot, req, cancel)
+	g, err := s.acquire(wctx, name, true, false)
+	cancel()
+	if err == nil {
+		return s.combine(g, nil, &gcMine{q: q, slot: slot, req: req, op: op})
+	}
+	if res, done := q.result(slot, req); done {
+		return s.directIfAsked(res)
+	}
+	if q.withdraw(slot) {
+		return nil, err // nobody took it: not applied
+	}
+	// A combiner took it: wait for that batch, but never past ctx.
+	if ctx.Err() == nil && !q.broken.Load() {
+		q.watch(ctx, slot, req, func() {})
+	}
+	if res, done := q.result(slot, req); done {
+		return s.directIfAsked(res)
+	}
+	return nil, fmt.Errorf("%w: the %s (request %x) was taken by process %d to be committed with others, which had not finished when the wait ended (%v); it may or may not have been applied: read it back before retrying",
+		ErrUnknownOutcome, name, req[:6], q.takenBy(slot), context.Cause(ctx))
+}
+
+// directIfAsked turns a "run directly" result into errNotCombinable.
+func (s *Store) directIfAsked(res *gcResult) (*gcResult, error) {
+	if errors.Is(res.err, errRetryDirect) {
+		return nil, errNotCombinable
+	}
+	return res, nil
+}
+
+// combinerKV is the combiner's transaction on the storage seam: ending it
+// ends only the bbolt transaction (the combiner holds the file and the lock
+// across a batch and its redos).
+type combinerKV struct {
+	boltkv.Tx
+	h *boltFile
+}
+
+// Abandon gives the handle up (see boltFile); the combiner releases the lock.
+func (c combinerKV) Abandon() { c.h.abandon() }
+
+// gcItem is one operation of a batch.
+type gcItem struct {
+	op     *gcOp
+	res    *gcResult
+	slot   int // -1: the combiner's own operation
+	q      *gcQueue
+	req    [16]byte
+	done   bool // res is final before this transaction (from its record or its slot)
+	record bool // an idempotency record is written for it
+}
+
+var bucketRequests = []byte("requests")
+
+// combine applies own (or mine's operation) and every queued operation in
+// one transaction, publishes their results and releases g.
+func (s *Store) combine(g *lockGrant, own *gcOp, mine *gcMine) (*gcResult, error) {
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			g.release()
+		}
+	}
+	defer release()
+	h, err := s.openBolt(true)
+	if err != nil {
+		return s.combineFailed(mine, err)
+	}
+	closeH := func() {
+		if !h.abandoned() {
+			_ = h.close()
+		}
+	}
+	tx, err := s.combinerTx(h)
+	if err != nil {
+		closeH()
+		return s.combineFailed(mine, err)
+	}
+	var items []*gcItem
+	if own != nil {
+		items = append(items, &gcItem{op: own, slot: -1})
+	}
+	// Take the queued operations: only in a format with idempotency
+	// records (an older store's submitters each get the lock in turn).
+	var queues []*gcQueue
+	if tx.format >= 2 {
+		if q, err := s.gc.ensure(s); err != nil {
+			s.logf(slog.LevelWarn, "group commit: queue not usable", "err", err)
+		} else if q != nil {
+			queues = append(queues, q)
+		}
+		if mine != nil && (len(queues) == 0 || queues[0] != mine.q) {
+			queues = append(queues, mine.q)
+		}
+	}
+	var mineItem *gcItem
+	reqs := tx.kt.Bucket(bucketRequests)
+	for _, q := range queues {
+		taken, _ := q.takeAll(os.Getpid())
+		for _, t := range taken {
+			it := &gcItem{slot: t.slot, q: q, req: t.req}
+			if mine != nil && q == mine.q && t.slot == mine.slot && t.req == mine.req {
+				mineItem = it
+			}
+			if reqs != nil {
+				if rec := reqs.Get(requestKey(q.qid, t.slot)); len(rec) >= 16 && bytes.Equal(rec[:16], t.req[:]) {
+					res, err := decodeResult(rec[16:])
+					if err != nil {
+						res = &gcResult{err: err}
+					}
+					it.res, it.done = res, true // committed by a combiner that died before publishing
+					items = append(items, it)
+					continue
+				}
+			}
+			op, err := decodeOp(t.payload)
+			if err != nil {
+				it.res, it.done = &gcResult{err: err}, true
+			}
+			it.op, it.record = op, true
+			items = append(items, it)
+		}
+	}
+	if mine != nil && mineItem == nil {
+		// Not taken now: done by an earlier batch, or (its slot was reset
+		// or withdrawn) in no batch at all.
+		mineItem = &gcItem{slot: -1}
+		if res, done := mine.q.result(mine.slot, mine.req); done {
+			mineItem.res, mineItem.done = res, true
+		} else if withdrew := mine.q.withdraw(mine.slot); withdrew || tx.format < 2 {
+			mineItem.op = mine.op
+		} else if rec := lookupRequest(reqs, mine.q.qid, mine.slot); len(rec) >= 16 && bytes.Equal(rec[:16], mine.req[:]) {
+			res, err := decodeResult(rec[16:])
+			if err != nil {
+				res = &gcResult{err: err}
+			}
+			mineItem.res, mineItem.done = res, true
+		} else {
+			mineItem.op = mine.op // never applied: its slot was reset under it
+		}
+		items = append(items, mineItem)
+	}
+	if own != nil {
+		mineItem = items[0]
+	}
+
+	// Apply, redoing without an operation that failed after writing.
+	var commitErr error
+	for attempt := 0; ; attempt++ {
+		redo := false
+		for _, it := range items {
+			if it.done {
+				continue
+			}
+			res := applyOp(tx, it.op)
+			if res.err != nil && !refusedBeforeWrite(res.err) {
+				it.res, it.done = res, true // it fails alone, the rest again
+				redo = true
+				break
+			}
+			if it.slot >= 0 {
+				if _, err := encodeResult(res, gcPayloadMax); err != nil && res.err == nil {
+					it.res, it.done = &gcResult{err: errRetryDirect}, true
+					redo = true
+					break
+				}
+			}
+			it.res = res
+		}
+		if tx.broken {
+			commitErr = errorf(ErrCorrupt, "bbolt failed on the file while combining writes")
+			break
+		}
+		if !redo {
+			commitErr = s.commitBatch(tx, g, h, items)
+			break
+		}
+		_ = tx.finish(false)
+		if tx, err = s.combinerTx(h); err != nil {
+			commitErr = err
+			break
+		}
+	}
+	if commitErr != nil {
+		_ = tx.finish(false)
+		for _, it := range items {
+			if !it.done {
+				it.res = &gcResult{err: commitErr}
+			}
+		}
+	} else {
+		n := 0
+		for _, it := range items {
+			if !it.done {
+				n++
+			}
+		}
+		s.gc.batches.Add(1)
+		s.gc.ops.Add(uint64(n))
+	}
+	closeH()
+	// Publish every taken slot's result, then wake the submitters, then
+	// (deferred) release the lock: invariant 2.
+	woken := map[*gcQueue]bool{}
+	for _, it := range items {
+		if it.q == nil || it == mineItem {
+			continue
+		}
+		enc, err := encodeResult(it.res, gcPayloadMax)
+		if err != nil {
+			enc, _ = encodeResult(&gcResult{err: errRetryDirect}, gcPayloadMax)
+		}
+		it.q.done(it.slot, enc)
+		woken[it.q] = true
+	}
+	if mineItem != nil && mineItem.q != nil {
+		mineItem.q.free(mineItem.slot) // our own slot: nobody else reads it
+	}
+	for q := range woken {
+		q.wake()
+	}
+	release()
+	if mineItem == nil || mineItem.res == nil {
+		return nil, errors.New("psbase: group commit lost its own operation") // cannot happen
+	}
+	return s.directIfAsked(mineItem.res)
+}
+
+// combineFailed ends a submitter's wait when the combiner could not even
+// start (the file does not open, its format is refused): its request, if
+// still in its slot, is withdrawn, and err is its outcome.
+func (s *Store) combineFailed(mine *gcMine, err error) (*gcResult, error) {
+	if mine == nil || mine.q.withdraw(mine.slot) {
+		return nil, err
+	}
+	if res, done := mine.q.result(mine.slot, mine.req); done {
+		return s.directIfAsked(res) // an earlier batch did it
+	}
+	return nil, fmt.Errorf("%w: the store could not be opened to finish a queued write (an earlier combiner took it): %v", ErrUnknownOutcome, err)
+}
+
+// combinerTx begins a write transaction of the batch on h.
+func (s *Store) combinerTx(h *boltFile) (*Tx, error) {
+	var btx *bolt.Tx
+	err := guarded(h, func() error {
+		var err error
+		btx, err = h.db.Begin(true)
+		return err
+	})
+	if err != nil {
+		return nil, classifyIOError(err)
+	}
+	tx := &Tx{s: s, op: "combine", kt: combinerKV{Tx: boltkv.Tx{BTx: btx}, h: h}, write: true}
+	if err := tx.init(); err != nil {
+		_ = tx.finish(false)
+		return nil, err
+	}
+	return tx, nil
+}
+
+// commitBatch writes the idempotency records and commits; the write is
+// acknowledged only if the lock and the file are still the store's (T20).
+func (s *Store) commitBatch(tx *Tx, g *lockGrant, h *boltFile, items []*gcItem) error {
+	need, wrote := false, false
+	for _, it := range items {
+		if !it.done && it.res != nil && it.res.err == nil {
+			wrote = true
+			// A record only for what was applied: a refused operation
+			// wrote nothing, and running it again refuses it again.
+			need = need || it.record
+		}
+	}
+	if !need && !wrote {
+		// Every operation was refused: nothing to commit, and a commit
+		// would still write a meta page.
+		return tx.finish(false)
+	}
+	if need {
+		old, err := tx.enter(true)
+		if err != nil {
+			return err
+		}
+		err = func() (err error) {
+			defer tx.exit(old, &err)
+			reqs := tx.kt.Bucket(bucketRequests)
+			if reqs == nil {
+				if reqs, err = tx.kt.CreateBucket(bucketRequests); err != nil {
+					return err
+				}
+				if tx.format < FormatVersion {
+					if err := setFormat(tx.meta, FormatVersion); err != nil {
+						return err
+					}
+				}
+			}
+			for _, it := range items {
+				if !it.record || it.done || it.res.err != nil {
+					continue
+				}
+				enc, err := encodeResult(it.res, gcPayloadMax)
+				if err != nil {
+					return err
+				}
+				if err := reqs.Put(requestKey(it.q.qid, it.slot), append(append([]byte{}, it.req[:]...), enc...)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	if err := tx.finish(true); err != nil {
+		return err
+	}
+	if s.cfg.weak.noCommitCheck {
+		return nil
+	}
+	if err := g.stillHeld(); err != nil {
+		return err
+	}
+	return stillTheStore(s.path, h.file)
+}
+
+// requestKey is an idempotency record's key: the queue's ID and the slot.
+func requestKey(qid [16]byte, slot int) []byte {
+	return append(append(make([]byte, 0, 18), qid[:]...), byte(slot>>8), byte(slot))
+}
+
+func lookupRequest(reqs interface{ Get([]byte) []byte }, qid [16]byte, slot int) []byte {
+	if reqs == nil {
+		return nil
+	}
+	return reqs.Get(requestKey(qid, slot))
+}
