@@ -30,16 +30,6 @@ func lockLinkCount(fi os.FileInfo) uint64 {
 	return 1
 }
 
-func lockIsEINTR(err error) bool { return errors.Is(err, unix.EINTR) }
-
-// lockUnsupportedErr: the file system cannot lock (T11). ENOLCK is NFS without
-// a lock daemon; ENOSYS/ENOTSUP/EOPNOTSUPP file systems without flock.
-func lockUnsupportedErr(err error) bool {
-	return errors.Is(err, unix.ENOLCK) || errors.Is(err, unix.ENOSYS) ||
-		errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) ||
-		errors.Is(err, errors.ErrUnsupported)
-}
-
 // lockReadOnlyErr: we may not create or write the file.
 func lockReadOnlyErr(err error) bool {
 	return errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EROFS)

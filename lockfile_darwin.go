@@ -1,7 +1,6 @@
 package psbase
 
 import (
-	"os"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -23,6 +22,3 @@ func lockCheckFS(dir string) (name string, unsafe bool) {
 	}
 	return name, false
 }
-
-// lockSystemHolders: macOS does not list flock holders.
-func lockSystemHolders(os.FileInfo) ([]LockHolder, bool) { return nil, false }

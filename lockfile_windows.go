@@ -22,14 +22,6 @@ func lockFileID(os.FileInfo) (dev, ino uint64, ok bool) { return 0, 0, false }
 // without FILE_SHARE_DELETE), so a locked file always has its name.
 func lockLinkCount(os.FileInfo) uint64 { return 1 }
 
-func lockIsEINTR(error) bool { return false }
-
-func lockUnsupportedErr(err error) bool {
-	return errors.Is(err, windows.ERROR_NOT_SUPPORTED) ||
-		errors.Is(err, windows.ERROR_INVALID_FUNCTION) ||
-		errors.Is(err, errors.ErrUnsupported)
-}
-
 func lockReadOnlyErr(err error) bool {
 	return errors.Is(err, windows.ERROR_ACCESS_DENIED) ||
 		errors.Is(err, windows.ERROR_WRITE_PROTECT) ||
@@ -55,9 +47,6 @@ func lockCheckFS(dir string) (name string, unsafe bool) {
 	}
 	return "", false
 }
-
-// lockSystemHolders: Windows does not list lock holders.
-func lockSystemHolders(os.FileInfo) ([]LockHolder, bool) { return nil, false }
 
 // lockFileBusy: the file is open elsewhere (Go opens files without
 // FILE_SHARE_DELETE), so it cannot be removed.

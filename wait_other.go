@@ -1,0 +1,12 @@
+//go:build !unix && !windows
+
+package psbase
+
+import "errors"
+
+// On platforms without file locks gofrs/flock returns errors.ErrUnsupported,
+// which acquire reports as ErrUnsupportedFS.
+
+func lockIsEINTR(error) bool { return false }
+
+func lockUnsupportedErr(err error) bool { return errors.Is(err, errors.ErrUnsupported) }
