@@ -23,6 +23,7 @@ import (
 
 	"github.com/psbase/psbase/internal/boltkv"
 	"github.com/psbase/psbase/internal/kv"
+	"github.com/psbase/psbase/internal/lock"
 )
 
 // boltFile is one opened bbolt handle and the descriptor bbolt got from
@@ -152,7 +153,7 @@ func (s *Store) beginLocal(ctx context.Context, op string, write bool) (kv.Tx, e
 	if err != nil {
 		return nil, err
 	}
-	release := g.release
+	release := g.Release
 	h, err := s.openBolt(write)
 	if err != nil {
 		release()
@@ -177,7 +178,7 @@ type localTx struct {
 	boltkv.Tx
 	s       *Store
 	h       *boltFile
-	grant   *lockGrant
+	grant   *lock.Grant
 	release func()
 }
 
@@ -191,7 +192,7 @@ func (t *localTx) Commit() error {
 	write := t.BTx.Writable()
 	err := t.Tx.Commit()
 	if err == nil && write && !t.s.cfg.weak.noCommitCheck {
-		if err = t.grant.stillHeld(); err == nil {
+		if err = fromLock(t.grant.StillHeld()); err == nil {
 			err = stillTheStore(t.s.path, t.h.file)
 		}
 	}

@@ -1,10 +1,16 @@
 package psbase
 
+// locks.go: the public face of the cross-process lock, which lives in
+// internal/lock, and the seam to it. internal/lock cannot import this
+// package, so its errors wrap its own sentinels; fromLock gives them
+// psbase's on their way out, and LockHolder and LockTimeoutError are its
+// Holder and TimeoutError, field for field.
+
 import (
 	"errors"
-	"fmt"
-	"strings"
 	"time"
+
+	"github.com/psbase/psbase/internal/lock"
 )
 
 // LockHolder describes one process that holds, or waits for, a store's lock.
@@ -22,38 +28,7 @@ type LockHolder struct {
 	Command string    // the process's command line, when the OS tells
 }
 
-func (h LockHolder) String() string {
-	var b strings.Builder
-	if h.PID > 0 {
-		fmt.Fprintf(&b, "pid %d", h.PID)
-	} else {
-		b.WriteString("unknown process")
-	}
-	if h.Command != "" {
-		fmt.Fprintf(&b, " (%s)", h.Command)
-	}
-	mode := "shared"
-	if h.Exclusive {
-		mode = "exclusive"
-	}
-	switch {
-	case h.Gate && h.Waiting:
-		b.WriteString(" waiting at the gate")
-	case h.Gate:
-		b.WriteString(" holding the gate (next writer in line)")
-	case h.Waiting:
-		fmt.Fprintf(&b, " waiting for %s", mode)
-	default:
-		fmt.Fprintf(&b, " holding %s", mode)
-	}
-	if h.Op != "" {
-		fmt.Fprintf(&b, " for %s", h.Op)
-	}
-	if !h.Since.IsZero() {
-		fmt.Fprintf(&b, " since %s", h.Since.Format(time.RFC3339Nano))
-	}
-	return b.String()
-}
+func (h LockHolder) String() string { return lock.Holder(h).String() }
 
 // LockTimeoutError is the concrete error behind ErrLockTimeout: which lock, in
 // which mode, for how long, and who held it when the wait was abandoned.
@@ -67,27 +42,12 @@ type LockTimeoutError struct {
 }
 
 func (e *LockTimeoutError) Error() string {
-	mode := "shared"
-	if e.Exclusive {
-		mode = "exclusive"
+	holders := make([]lock.Holder, len(e.Holders))
+	for i, h := range e.Holders {
+		holders[i] = lock.Holder(h)
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "lock timeout: %s lock on %s not acquired after %s", mode, e.Path, e.Waited.Round(time.Millisecond))
-	if e.Err != nil {
-		fmt.Fprintf(&b, " (%v)", e.Err)
-	}
-	var held []string
-	for _, h := range e.Holders {
-		if !h.Waiting {
-			held = append(held, h.String())
-		}
-	}
-	if len(held) > 0 {
-		fmt.Fprintf(&b, "; held by %s", strings.Join(held, ", "))
-	} else {
-		b.WriteString("; holder unknown")
-	}
-	return b.String()
+	return (&lock.TimeoutError{Path: e.Path, Op: e.Op, Exclusive: e.Exclusive,
+		Waited: e.Waited, Holders: holders, Err: e.Err}).Error()
 }
 
 // Is reports ErrLockTimeout.
@@ -114,5 +74,61 @@ func LockHolders(dbPath string) ([]LockHolder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return lockHolders(real + ".lock")
+	hs, err := lock.Holders(real + ".lock")
+	return lockHolders(hs), fromLock(err)
 }
+
+// lockHolders converts internal/lock's holders (nil stays nil).
+func lockHolders(hs []lock.Holder) []LockHolder {
+	if hs == nil {
+		return nil
+	}
+	out := make([]LockHolder, len(hs))
+	for i, h := range hs {
+		out[i] = LockHolder(h)
+	}
+	return out
+}
+
+// lockSentinels pairs each condition internal/lock reports with the
+// sentinel it means here; the texts are the same (TestLockErrorsMapped).
+var lockSentinels = []struct{ lock, psbase error }{
+	{lock.ErrUnsupportedFS, ErrUnsupportedFS},
+	{lock.ErrUnsafePath, ErrUnsafePath},
+	{lock.ErrReadOnly, ErrReadOnly},
+	{lock.ErrNotExist, ErrNotExist},
+	{lock.ErrUnknownOutcome, ErrUnknownOutcome},
+}
+
+// fromLock gives an error of internal/lock psbase's sentinel: every call
+// into internal/lock that can fail passes its error through here. A
+// *lock.TimeoutError becomes a *LockTimeoutError; an error wrapping one of
+// lock's sentinels wraps psbase's too, its message unchanged; any other
+// error (of the operating system) is left to classifyIOError.
+func fromLock(err error) error {
+	var te *lock.TimeoutError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &te):
+		return &LockTimeoutError{Path: te.Path, Op: te.Op, Exclusive: te.Exclusive,
+			Waited: te.Waited, Holders: lockHolders(te.Holders), Err: te.Err}
+	}
+	for _, m := range lockSentinels {
+		if errors.Is(err, m.lock) {
+			return &lockError{err: err, sentinel: m.psbase}
+		}
+	}
+	return err
+}
+
+// lockError is an error of internal/lock that wraps the sentinel of its
+// condition: its message and its chain are the original's.
+type lockError struct {
+	err      error
+	sentinel error
+}
+
+func (e *lockError) Error() string        { return e.err.Error() }
+func (e *lockError) Unwrap() error        { return e.err }
+func (e *lockError) Is(target error) bool { return target == e.sentinel }

@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/psbase/psbase/internal/lock"
 )
 
 // DefaultLockTimeout is how long a method waits for the store's lock when its
@@ -30,7 +32,7 @@ type config struct {
 	create         []Field // Open: create with this schema when missing
 	logger         *slog.Logger
 	allowNetworkFS bool
-	protocol       lockProtocol
+	protocol       lock.Protocol
 	noSync         bool
 	lazyOpen       bool
 

@@ -1,6 +1,6 @@
 //go:build unix
 
-package psbase
+package lock
 
 import (
 	"errors"

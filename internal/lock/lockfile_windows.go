@@ -1,4 +1,4 @@
-package psbase
+package lock
 
 import (
 	"errors"
@@ -8,6 +8,13 @@ import (
 
 	"golang.org/x/sys/windows"
 )
+
+// openNoFollow: Windows has no O_NOFOLLOW; Go's open does not follow
+// reparse points into another file for regular files, and FIFOs do not exist.
+const openNoFollow = 0
+
+// fileOwner: Windows files have no uid/gid.
+func fileOwner(os.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }
 
 // lockRecordOffset is where the holder record starts in the lock file. On
 // Windows gofrs/flock locks byte 0 with LockFileEx, and byte-range locks are

@@ -1,6 +1,4 @@
-package psbase
-
-// The cross-process lock of a store.
+// Package lock is the cross-process lock of a psbase store.
 //
 // Every Store operation runs under a system-wide read/write lock on the file
 // <db>.lock (never on the bbolt file itself: bbolt flocks its own file on its
@@ -11,14 +9,21 @@ package psbase
 // The lock is three layers, always taken in this order and released in reverse:
 //
 //  1. an in-process, context-aware RW lock (procLock) keyed by the lock file's
-//     identity, shared by every fileLock of the process;
+//     identity, shared by every File of the process;
 //  2. with the turnstile protocol, an exclusive flock on the gate file
 //     <db>.gate: a reader holds it only while passing to the data lock, a
 //     writer from before it waits for the data lock until it releases it;
 //  3. the flock on <db>.lock itself, on an open file description of its own.
 //
-// LOCKING.md describes the protocol; the numbered traps (T1..T22) below
-// refer to its catalogue.
+// LOCKING.md, at the root of the module, describes the protocol; the
+// numbered traps (T1..T22) in this package refer to its catalogue.
+//
+// The package does not know the root package psbase. Its errors wrap its
+// own sentinels (ErrTimeout, ErrUnsafePath, ...), which have the texts of
+// psbase's and which psbase maps to its own where it calls in (locks.go);
+// Holder and TimeoutError are psbase.LockHolder and psbase.LockTimeoutError
+// field for field.
+package lock
 
 import (
 	"context"
@@ -33,25 +38,25 @@ import (
 	"time"
 )
 
-// lockConfig comes from the Store's options.
-type lockConfig struct {
+// Config comes from the Store's options.
+type Config struct {
 	FileMode       os.FileMode  // mode for creating the lock file(s); default 0o644 if zero
 	AllowNetworkFS bool         // allow NFS/SMB/FUSE etc. (otherwise refuse with ErrUnsupportedFS)
 	Logger         *slog.Logger // may be nil: no logging
-	Protocol       lockProtocol // protoDefault chooses defaultProtocol
+	Protocol       Protocol     // protoDefault chooses defaultProtocol
 }
 
-// fileLock is the cross-process RW lock of one store. It holds no open file
+// File is the cross-process RW lock of one store. It holds no open file
 // between acquisitions: every acquisition opens its own file description (T4),
-// so a fileLock is safe for concurrent use by many goroutines, and many
-// fileLocks on one path in one process exclude each other through the
+// so a File is safe for concurrent use by many goroutines, and many
+// Files on one path in one process exclude each other through the
 // in-process registry.
-type fileLock struct {
+type File struct {
 	db       string // the store's database file (absolute, resolved)
 	path     string // the lock file, <db>.lock (absolute)
 	gatePath string // the turnstile gate, <db>.gate (absolute)
 	mode     os.FileMode
-	proto    lockProtocol // resolved: never protoDefault
+	proto    Protocol // resolved: never protoDefault
 	log      *slog.Logger
 	host     string
 
@@ -70,17 +75,18 @@ type fileLock struct {
 	// noRecheck disables the flopen re-check after locking. Tests only: it
 	// is the negative control showing why the re-check is needed (T2).
 	noRecheck bool
-	// followLinks opens lock files as psbase once did: by path, following
+	// FollowLinks opens lock files as psbase once did: by path, following
 	// links, blocking, unchecked, the record written through the path.
-	// Tests only: the negative control of T18 and T19.
-	followLinks bool
+	// A test knob, exported for the root package's tests only (set before
+	// the File is used): the negative control of T18 and T19.
+	FollowLinks bool
 }
 
-// newFileLock prepares the lock for the store at dbPath; the lock file is
+// New prepares the lock for the store at dbPath; the lock file is
 // dbPath+".lock". It refuses, with an error wrapping ErrUnsupportedFS, a
 // directory on a network or FUSE file system unless cfg.AllowNetworkFS (T12).
 // It creates no file. A missing directory is an error wrapping fs.ErrNotExist.
-func newFileLock(dbPath string, cfg lockConfig) (*fileLock, error) {
+func New(dbPath string, cfg Config) (*File, error) {
 	abs, err := filepath.Abs(dbPath)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", dbPath, err)
@@ -107,7 +113,7 @@ func newFileLock(dbPath string, cfg lockConfig) (*fileLock, error) {
 		mode = 0o644
 	}
 	host, _ := os.Hostname()
-	l := &fileLock{
+	l := &File{
 		db:       abs,
 		path:     abs + ".lock",
 		gatePath: abs + ".gate",
@@ -122,31 +128,35 @@ func newFileLock(dbPath string, cfg lockConfig) (*fileLock, error) {
 
 // acquire blocks until the lock is held in the wanted mode or ctx is done.
 // op names the operation for diagnostics. On ctx done it returns at once a
-// *LockTimeoutError; a kernel wait still in progress is abandoned to a helper
+// *TimeoutError; a kernel wait still in progress is abandoned to a helper
 // goroutine that drops the lock as soon as it gets it (T10). release must be
 // called exactly once; further calls are no-ops. waited is the time spent
 // waiting.
-func (l *fileLock) acquire(ctx context.Context, exclusive bool, op string) (release func(), waited time.Duration, err error) {
-	g, waited, err := l.acquireHeld(ctx, exclusive, op, true)
+func (l *File) acquire(ctx context.Context, exclusive bool, op string) (release func(), waited time.Duration, err error) {
+	g, waited, err := l.Acquire(ctx, exclusive, op, true)
 	if err != nil {
 		return nil, waited, err
 	}
 	return g.release, waited, nil
 }
 
-// lockGrant is one held acquisition.
-type lockGrant struct {
+// Release releases the lock. It must be called exactly once; further calls
+// are no-ops.
+func (g *Grant) Release() { g.release() }
+
+// Grant is one held acquisition.
+type Grant struct {
 	release func() // exactly once; further calls are no-ops
-	l       *fileLock
+	l       *File
 	h       *lockHeld
 }
 
-// stillHeld reports, with an error wrapping ErrUnknownOutcome, that the lock
+// StillHeld reports, with an error wrapping ErrUnknownOutcome, that the lock
 // file this grant holds is no longer the one at its path (a tmp cleaner or a
 // person deleted or replaced it while it was held): a process that came
 // since locked another file, so the hold excluded nobody. A writer checks
 // it after committing, before acknowledging (T20).
-func (g *lockGrant) stillHeld() error {
+func (g *Grant) StillHeld() error {
 	fi, err := g.h.data.Stat()
 	if err == nil && lockLinkCount(fi) > 0 {
 		var pfi os.FileInfo
@@ -157,10 +167,10 @@ func (g *lockGrant) stillHeld() error {
 	return fmt.Errorf("%w: the lock file %s was deleted or replaced while this process held it, so other processes may have run at the same time", ErrUnknownOutcome, g.l.path)
 }
 
-// acquireHeld is acquire, returning the grant. mayCreate allows creating the
+// Acquire is acquire, returning the grant. mayCreate allows creating the
 // lock files when the database file does not exist (Create); otherwise a
 // missing store is ErrNotExist and no file is created (T22).
-func (l *fileLock) acquireHeld(ctx context.Context, exclusive bool, op string, mayCreate bool) (grant *lockGrant, waited time.Duration, err error) {
+func (l *File) Acquire(ctx context.Context, exclusive bool, op string, mayCreate bool) (grant *Grant, waited time.Duration, err error) {
 	start := time.Now()
 	// With protoExclusiveOnly readers are writers, in-process too.
 	excl := exclusive || l.proto == protoExclusiveOnly
@@ -189,8 +199,7 @@ func (l *fileLock) acquireHeld(ctx context.Context, exclusive bool, op string, m
 			if errors.Is(err, errLockStale) {
 				// The lock file was removed and recreated (Destroy) since
 				// we learnt its identity: start again on the new file.
-				l.key.Store(nil)
-				l.gateReady.Store(false)
+				l.Forget()
 				continue
 			}
 			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
@@ -223,21 +232,21 @@ func (l *fileLock) acquireHeld(ctx context.Context, exclusive bool, op string, m
 				procLocks.put(pl)
 			})
 		}
-		return &lockGrant{release: release, l: l, h: h}, waited, nil
+		return &Grant{release: release, l: l, h: h}, waited, nil
 	}
 }
 
 // lockSlowWait is the wait after which acquire logs "after a long wait".
 const lockSlowWait = 100 * time.Millisecond
 
-// removeFiles removes the lock file and the gate file. The caller must hold
+// RemoveFiles removes the lock file and the gate file. The caller must hold
 // the lock exclusively (Store.Destroy). Waiters blocked on the removed inodes
 // are not lost: every acquisition re-checks after locking that the file it
 // locked is still the one at the path, and starts over if not (T2).
 // On Windows a file that is open (as the caller's own lock file is) cannot
 // be removed: there the files stay, which is harmless, and no error is
 // returned for them.
-func (l *fileLock) removeFiles() error {
+func (l *File) RemoveFiles() error {
 	var errs []error
 	for _, p := range []string{l.gatePath, l.path} {
 		err := os.Remove(p)
@@ -254,12 +263,12 @@ func (l *fileLock) removeFiles() error {
 	return errors.Join(errs...)
 }
 
-// timeoutError builds the *LockTimeoutError for an abandoned acquisition,
+// timeoutError builds the *TimeoutError for an abandoned acquisition,
 // naming the holders the OS reports (T15).
-func (l *fileLock) timeoutError(ctx context.Context, exclusive bool, op string, start time.Time) error {
+func (l *File) timeoutError(ctx context.Context, exclusive bool, op string, start time.Time) error {
 	waited := time.Since(start)
-	holders, _ := lockHolders(l.path)
-	return &LockTimeoutError{
+	holders, _ := Holders(l.path)
+	return &TimeoutError{
 		Path:      l.path,
 		Op:        op,
 		Exclusive: exclusive,
@@ -267,6 +276,16 @@ func (l *fileLock) timeoutError(ctx context.Context, exclusive bool, op string, 
 		Holders:   holders,
 		Err:       ctx.Err(),
 	}
+}
+
+// Forget drops what l caches about its files (the lock file's identity,
+// that the gate exists), so that the next acquisition looks them up again,
+// as a process that has never seen them does. Acquire calls it when the
+// lock file was replaced; the root package's tests call it (a test knob)
+// to make a Store arrive like another process would.
+func (l *File) Forget() {
+	l.key.Store(nil)
+	l.gateReady.Store(false)
 }
 
 // errLockStale reports that the file we locked is no longer the one at the path.

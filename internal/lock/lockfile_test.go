@@ -1,4 +1,4 @@
-package psbase
+package lock
 
 import (
 	"context"
@@ -10,25 +10,25 @@ import (
 	"testing"
 )
 
-// 8b. newFileLock: no file created, missing directory, unsupported FS table.
+// 8b. New: no file created, missing directory, unsupported FS table.
 func TestLockNewFileLock(t *testing.T) {
 	dir := t.TempDir()
-	l, err := newFileLock(filepath.Join(dir, "n.db"), lockConfig{})
+	l, err := New(filepath.Join(dir, "n.db"), Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
-		t.Fatalf("newFileLock created files: %v", ents)
+		t.Fatalf("New created files: %v", ents)
 	}
 	if l.proto != defaultProtocol || l.mode != 0o644 {
 		t.Fatalf("defaults: %v %v", l.proto, l.mode)
 	}
-	_, err = newFileLock(filepath.Join(dir, "nope", "n.db"), lockConfig{})
+	_, err = New(filepath.Join(dir, "nope", "n.db"), Config{})
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("missing directory: %v, want fs.ErrNotExist", err)
 	}
 	// The configured mode is applied in spite of the umask.
-	l, err = newFileLock(filepath.Join(dir, "m.db"), lockConfig{FileMode: 0o664})
+	l, err = New(filepath.Join(dir, "m.db"), Config{FileMode: 0o664})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,11 +42,11 @@ func TestLockNewFileLock(t *testing.T) {
 			t.Fatalf("%s: %v %v, want mode 0664", p, fi.Mode(), err)
 		}
 	}
-	if err := l.removeFiles(); err != nil {
+	if err := l.RemoveFiles(); err != nil {
 		t.Fatal(err)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
-		t.Fatalf("removeFiles left %v", ents)
+		t.Fatalf("RemoveFiles left %v", ents)
 	}
 }
 

@@ -1,11 +1,15 @@
 //go:build !unix && !windows
 
-package psbase
+package lock
 
 import (
 	"errors"
 	"os"
 )
+
+const openNoFollow = 0
+
+func fileOwner(os.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }
 
 const lockRecordOffset = 0
 

@@ -1,6 +1,6 @@
 //go:build !unix && !windows
 
-package psbase
+package lock
 
 import "errors"
 

@@ -1,4 +1,4 @@
-package psbase
+package lock
 
 import "golang.org/x/sys/unix"
 

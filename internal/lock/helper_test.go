@@ -1,4 +1,4 @@
-package psbase
+package lock
 
 import (
 	"bufio"
@@ -27,7 +27,7 @@ const lockHelperEnv = "PSBASE_LOCK_HELPER"
 type lockChild struct {
 	mode  string            // what the child does, see TestLockHelperProcess
 	db    string            // the store path
-	proto lockProtocol      // the protocol
+	proto Protocol          // the protocol
 	args  map[string]string // further PSBASE_LOCK_* parameters
 }
 
@@ -152,8 +152,8 @@ func TestLockHelperProcess(t *testing.T) {
 
 func lockHelper(mode string) error {
 	db := os.Getenv("PSBASE_LOCK_DB")
-	cfg := lockConfig{Protocol: lockProtocol(lockEnvInt("PROTO", 0))}
-	l, err := newFileLock(db, cfg)
+	cfg := Config{Protocol: Protocol(lockEnvInt("PROTO", 0))}
+	l, err := New(db, cfg)
 	if err != nil {
 		return err
 	}
@@ -245,7 +245,7 @@ func lockHelper(mode string) error {
 			}
 			time.Sleep(200 * time.Microsecond)
 			if i%every == 0 {
-				if err := l.removeFiles(); err != nil {
+				if err := l.RemoveFiles(); err != nil {
 					return err
 				}
 			}
@@ -284,9 +284,9 @@ func lockOr(s, def string) string {
 	return s
 }
 
-func newTestFileLock(t testing.TB, db string, proto lockProtocol) *fileLock {
+func newTestFileLock(t testing.TB, db string, proto Protocol) *File {
 	t.Helper()
-	l, err := newFileLock(db, lockConfig{Protocol: proto})
+	l, err := New(db, Config{Protocol: proto})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package psbase
+package lock
 
 import (
 	"bufio"
@@ -16,6 +16,55 @@ import (
 	"github.com/gofrs/flock"
 )
 
+// Holder describes one process that holds, or waits for, a store's lock
+// (psbase.LockHolder has the same fields).
+type Holder struct {
+	PID       int  // process ID, 0 when unknown
+	Exclusive bool // exclusive (write) or shared (read)
+	Waiting   bool // true: blocked waiting for the lock, not holding it
+	// Gate: the entry is for the turnstile gate (<db>.gate), not the data
+	// lock. A gate holder is the writer next in line: every process that
+	// arrives after it waits behind it, so a stopped one blocks them all.
+	Gate    bool
+	Op      string    // the operation, when the holder recorded it
+	Host    string    // the host name, when recorded
+	Since   time.Time // when it took the lock, when recorded
+	Command string    // the process's command line, when the OS tells
+}
+
+func (h Holder) String() string {
+	var b strings.Builder
+	if h.PID > 0 {
+		fmt.Fprintf(&b, "pid %d", h.PID)
+	} else {
+		b.WriteString("unknown process")
+	}
+	if h.Command != "" {
+		fmt.Fprintf(&b, " (%s)", h.Command)
+	}
+	mode := "shared"
+	if h.Exclusive {
+		mode = "exclusive"
+	}
+	switch {
+	case h.Gate && h.Waiting:
+		b.WriteString(" waiting at the gate")
+	case h.Gate:
+		b.WriteString(" holding the gate (next writer in line)")
+	case h.Waiting:
+		fmt.Fprintf(&b, " waiting for %s", mode)
+	default:
+		fmt.Fprintf(&b, " holding %s", mode)
+	}
+	if h.Op != "" {
+		fmt.Fprintf(&b, " for %s", h.Op)
+	}
+	if !h.Since.IsZero() {
+		fmt.Fprintf(&b, " since %s", h.Since.Format(time.RFC3339Nano))
+	}
+	return b.String()
+}
+
 // lockRecordDelay is how long an exclusive hold lasts before its holder
 // record is written. Writing it on every acquisition cost a pwrite and two
 // truncates of the lock file per operation — about 100 µs on a durable
@@ -28,7 +77,7 @@ const lockRecordDelay = 20 * time.Millisecond
 
 // recordLater arranges for the holder record to be written if the exclusive
 // hold is still on after lockRecordDelay.
-func (h *lockHeld) recordLater(l *fileLock, op string, since time.Time) {
+func (h *lockHeld) recordLater(l *File, op string, since time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.timer = time.AfterFunc(lockRecordDelay, func() {
@@ -48,14 +97,14 @@ func (h *lockHeld) recordLater(l *fileLock, op string, since time.Time) {
 // links and checked (fstat) to be the file the lock is held on; closing it
 // does not drop a flock, which belongs to the other description.
 // Best effort: a failure is logged, never returned. h.mu is held.
-func (h *lockHeld) writeRecord(l *fileLock, op string, since time.Time) {
-	rec := formatLockRecord(LockHolder{PID: os.Getpid(), Host: l.host, Op: op, Since: since, Exclusive: true})
+func (h *lockHeld) writeRecord(l *File, op string, since time.Time) {
+	rec := formatLockRecord(Holder{PID: os.Getpid(), Host: l.host, Op: op, Since: since, Exclusive: true})
 	flags := os.O_WRONLY | openNoFollow
-	if l.followLinks {
+	if l.FollowLinks {
 		flags = os.O_WRONLY
 	}
 	f, err := os.OpenFile(l.path, flags, 0)
-	if err == nil && !l.followLinks {
+	if err == nil && !l.FollowLinks {
 		// Write only into the very file we hold locked (T18): whatever is
 		// at the path now may be something else.
 		var held, opened os.FileInfo
@@ -84,7 +133,7 @@ func (h *lockHeld) writeRecord(l *fileLock, op string, since time.Time) {
 }
 
 // formatLockRecord renders the holder record: one line of key=value fields.
-func formatLockRecord(h LockHolder) []byte {
+func formatLockRecord(h Holder) []byte {
 	clean := func(s string) string {
 		s = strings.Map(func(r rune) rune {
 			if r <= ' ' || r == '=' || r == 0x7f {
@@ -102,7 +151,7 @@ func formatLockRecord(h LockHolder) []byte {
 }
 
 // parseLockRecord parses a holder record; ok is false for an empty or foreign one.
-func parseLockRecord(b []byte) (h LockHolder, ok bool) {
+func parseLockRecord(b []byte) (h Holder, ok bool) {
 	b = bytes.Trim(b, "\x00 \t\r\n")
 	if i := bytes.IndexByte(b, '\n'); i >= 0 {
 		b = b[:i]
@@ -110,7 +159,7 @@ func parseLockRecord(b []byte) (h LockHolder, ok bool) {
 	for _, field := range strings.Fields(string(b)) {
 		k, v, found := strings.Cut(field, "=")
 		if !found {
-			return LockHolder{}, false
+			return Holder{}, false
 		}
 		if v == "-" {
 			v = ""
@@ -119,7 +168,7 @@ func parseLockRecord(b []byte) (h LockHolder, ok bool) {
 		case "pid":
 			pid, err := strconv.Atoi(v)
 			if err != nil || pid <= 0 {
-				return LockHolder{}, false
+				return Holder{}, false
 			}
 			h.PID = pid
 		case "host":
@@ -134,13 +183,20 @@ func parseLockRecord(b []byte) (h LockHolder, ok bool) {
 		}
 	}
 	if h.PID == 0 {
-		return LockHolder{}, false
+		return Holder{}, false
 	}
 	h.Exclusive = true
 	return h, true
 }
 
-func lockHolders(lockPath string) ([]LockHolder, error) {
+// Holders reports who holds and who waits for the lock file at lockPath
+// right now, as psbase.LockHolders describes (which calls it with the
+// resolved store path + ".lock"): on Linux /proc/locks with the command
+// lines, the holder record merged in and the gate queue; elsewhere only the
+// record, while some process holds the lock exclusively. A missing lock file
+// has no holders; one that is not a regular file is an error wrapping
+// ErrUnsafePath.
+func Holders(lockPath string) ([]Holder, error) {
 	fi, err := os.Lstat(lockPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -152,12 +208,12 @@ func lockHolders(lockPath string) ([]LockHolder, error) {
 		return nil, fmt.Errorf("%w: lock file %s is not a regular file (%s)", ErrUnsafePath, lockPath, fi.Mode().Type())
 	}
 	rec, haveRec := readLockRecord(lockPath)
-	sys, ok := lockSystemHolders(fi)
+	sys, ok := SystemHolders(fi)
 	if !ok {
 		if !haveRec || !lockHeldExclusively(lockPath) {
 			return nil, nil
 		}
-		return []LockHolder{rec}, nil
+		return []Holder{rec}, nil
 	}
 	return mergeGateQueue(mergeLockRecord(sys, rec, haveRec), lockPath), nil
 }
@@ -168,18 +224,18 @@ func lockHolders(lockPath string) ([]LockHolder, error) {
 // the data lock is listed with Gate set: holding the gate, or (Waiting)
 // queued for it, always exclusively (readers pass the gate exclusively too,
 // briefly).
-func mergeGateQueue(holders []LockHolder, lockPath string) []LockHolder {
+func mergeGateQueue(holders []Holder, lockPath string) []Holder {
 	gatePath := strings.TrimSuffix(lockPath, ".lock") + ".gate"
 	gfi, err := os.Lstat(gatePath)
 	if err != nil || !gfi.Mode().IsRegular() {
 		return holders
 	}
-	gate, ok := lockSystemHolders(gfi)
+	gate, ok := SystemHolders(gfi)
 	if !ok {
 		return holders
 	}
 	for _, g := range gate {
-		if g.PID > 0 && slices.ContainsFunc(holders, func(h LockHolder) bool { return h.PID == g.PID }) {
+		if g.PID > 0 && slices.ContainsFunc(holders, func(h Holder) bool { return h.PID == g.PID }) {
 			continue // holds (or waits for) the data lock: already listed
 		}
 		// The one not waiting holds the gate: a writer next in line, which
@@ -193,7 +249,7 @@ func mergeGateQueue(holders []LockHolder, lockPath string) []LockHolder {
 // mergeLockRecord fills the recorded op, host and start time into the exclusive
 // holder the OS reports. A record that matches no exclusive holder is stale
 // (left by a killed holder) and dropped.
-func mergeLockRecord(sys []LockHolder, rec LockHolder, haveRec bool) []LockHolder {
+func mergeLockRecord(sys []Holder, rec Holder, haveRec bool) []Holder {
 	if !haveRec {
 		return sys
 	}
@@ -211,19 +267,19 @@ func mergeLockRecord(sys []LockHolder, rec LockHolder, haveRec bool) []LockHolde
 	return sys
 }
 
-func readLockRecord(lockPath string) (LockHolder, bool) {
+func readLockRecord(lockPath string) (Holder, bool) {
 	f, err := os.OpenFile(lockPath, os.O_RDONLY|openNoFollow, 0)
 	if err != nil {
-		return LockHolder{}, false
+		return Holder{}, false
 	}
 	defer f.Close()
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return LockHolder{}, false
+		return Holder{}, false
 	}
 	buf := make([]byte, 512)
 	n, err := f.ReadAt(buf, lockRecordOffset)
 	if err != nil && err != io.EOF {
-		return LockHolder{}, false
+		return Holder{}, false
 	}
 	return parseLockRecord(buf[:n])
 }
@@ -252,8 +308,8 @@ func lockHeldExclusively(lockPath string) bool {
 //
 // The device numbers are hexadecimal, the inode decimal; a "->" line is a
 // process blocked waiting. POSIX, OFD and lease entries are ignored.
-func parseProcLocks(text []byte, major, minor uint32, ino uint64) []LockHolder {
-	var out []LockHolder
+func parseProcLocks(text []byte, major, minor uint32, ino uint64) []Holder {
+	var out []Holder
 	sc := bufio.NewScanner(bytes.NewReader(text))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -297,7 +353,7 @@ func parseProcLocks(text []byte, major, minor uint32, ino uint64) []LockHolder {
 		if pid < 0 {
 			pid = 0
 		}
-		h := LockHolder{PID: pid, Exclusive: exclusive, Waiting: waiting}
+		h := Holder{PID: pid, Exclusive: exclusive, Waiting: waiting}
 		// The kernel can list one lock twice for an instant while a waiter
 		// is being queued; one process holds a lock file once (the
 		// in-process lock sees to that), so identical entries are one.

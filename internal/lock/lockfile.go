@@ -1,4 +1,4 @@
-package psbase
+package lock
 
 import (
 	"errors"
@@ -16,10 +16,10 @@ import (
 // away the group write bit that a store shared between users needs (T3);
 // root gives it the store's owner, so that root running maintenance does not
 // lock the owner out. It never truncates and never writes.
-func (l *fileLock) prepare(path string, mayCreate bool) (lockKey, error) {
+func (l *File) prepare(path string, mayCreate bool) (lockKey, error) {
 	for range 10 {
 		fi, err := os.Lstat(path)
-		if l.followLinks {
+		if l.FollowLinks {
 			fi, err = os.Stat(path)
 		}
 		if err == nil {
@@ -58,8 +58,8 @@ func (l *fileLock) prepare(path string, mayCreate bool) (lockKey, error) {
 // (T18, T19): psbase writes its holder record into the lock file, so a
 // symbolic or hard link there would aim that write at another file, and a
 // FIFO or device could block an open or a read. fi is from lstat or fstat.
-func (l *fileLock) checkLockFile(path string, fi os.FileInfo) error {
-	if l.followLinks {
+func (l *File) checkLockFile(path string, fi os.FileInfo) error {
+	if l.FollowLinks {
 		return nil
 	}
 	switch {
@@ -91,7 +91,7 @@ func (l *fileLock) checkLockFile(path string, fi os.FileInfo) error {
 
 // openError classifies an error from creating (creating) or opening a lock
 // file: no permission or a read-only file system wraps ErrReadOnly.
-func (l *fileLock) openError(path string, creating bool, err error) error {
+func (l *File) openError(path string, creating bool, err error) error {
 	if lockReadOnlyErr(err) {
 		if creating {
 			return fmt.Errorf("%w: cannot create lock file %s: the directory is not writable (a store there can be read once its lock file exists, not created or written): %w",
@@ -105,7 +105,7 @@ func (l *fileLock) openError(path string, creating bool, err error) error {
 
 // lockSameFile reports whether the file f has locked is still linked
 // (nlink > 0 on fstat(fd)), and returns its identity. psbase removes lock
-// files only by unlinking them (removeFiles), and an unlinked inode keeps
+// files only by unlinking them (RemoveFiles), and an unlinked inode keeps
 // nlink 0 forever, so a waiter that wakes up holding a removed file sees it
 // here without a second lookup of the path; a newcomer that opened the
 // recreated file sees a different identity than the in-process lock's key
@@ -114,7 +114,7 @@ func (l *fileLock) openError(path string, creating bool, err error) error {
 // fails checkLockFile is refused (ErrUnsafePath). gofrs' Locked() flags are
 // not consulted (T5): the kernel holds the truth and we only ever hold a lock
 // we just took.
-func (l *fileLock) lockSameFile(f *flock.Flock, path string) (bool, lockKey, error) {
+func (l *File) lockSameFile(f *flock.Flock, path string) (bool, lockKey, error) {
 	fdInfo, err := f.Stat() // fstat on the locked descriptor
 	if err != nil {
 		return false, lockKey{}, fmt.Errorf("lock file %s: %w", path, err)

@@ -1,4 +1,4 @@
-package psbase
+package lock
 
 import (
 	"os"
@@ -8,10 +8,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lockSystemHolders lists the flock holders and waiters of the file fi from
+// SystemHolders lists the flock holders and waiters of the file fi from
 // /proc/locks, with their command lines. ok is false when /proc/locks
-// cannot be read.
-func lockSystemHolders(fi os.FileInfo) (holders []LockHolder, ok bool) {
+// cannot be read. It is exported for the root package's tests (the
+// negative control of TestGateHolderNamed: the data lock alone names nobody).
+func SystemHolders(fi os.FileInfo) (holders []Holder, ok bool) {
 	dev, ino, idOK := lockFileID(fi)
 	if !idOK {
 		return nil, false

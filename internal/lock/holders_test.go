@@ -1,4 +1,4 @@
-package psbase
+package lock
 
 import (
 	"os"
@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// LockHolders on a live holder and a waiter, with the record merged in.
+// Holders on a live holder and a waiter, with the record merged in.
 func TestLockHoldersLive(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("needs /proc/locks")
@@ -20,31 +20,31 @@ func TestLockHoldersLive(t *testing.T) {
 	holder := startLockChild(t, lockChild{mode: "hold", db: db, args: map[string]string{"OP": "compact"}})
 	hpid, _ := strconv.Atoi(holder.expect(t, "held", 10*time.Second))
 	waiter := startLockChild(t, lockChild{mode: "hold", db: db, args: map[string]string{"OP": "insert"}})
-	var hs []LockHolder
+	var hs []Holder
 	for range 200 { // until the waiter is queued in the kernel
 		var err error
-		if hs, err = LockHolders(db); err != nil {
+		if hs, err = Holders(db + ".lock"); err != nil {
 			t.Fatal(err)
 		}
 		// Until the waiter is queued and the holder's record (written once
 		// the hold passes lockRecordDelay) is merged in.
-		if len(hs) == 2 && slices.ContainsFunc(hs, func(h LockHolder) bool { return h.Waiting }) &&
-			slices.ContainsFunc(hs, func(h LockHolder) bool { return !h.Waiting && h.Op != "" }) {
+		if len(hs) == 2 && slices.ContainsFunc(hs, func(h Holder) bool { return h.Waiting }) &&
+			slices.ContainsFunc(hs, func(h Holder) bool { return !h.Waiting && h.Op != "" }) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("holders: %v", hs)
 	if len(hs) != 2 {
-		t.Fatalf("LockHolders = %v, want the holder and the waiter", hs)
+		t.Fatalf("Holders = %v, want the holder and the waiter", hs)
 	}
-	h := hs[slices.IndexFunc(hs, func(h LockHolder) bool { return !h.Waiting })]
+	h := hs[slices.IndexFunc(hs, func(h Holder) bool { return !h.Waiting })]
 	host, _ := os.Hostname()
 	if h.PID != hpid || !h.Exclusive || h.Op != "compact" || h.Host != host ||
 		time.Since(h.Since) > time.Minute || !strings.Contains(h.Command, filepath.Base(os.Args[0])) {
 		t.Fatalf("holder = %+v", h)
 	}
-	w := hs[slices.IndexFunc(hs, func(h LockHolder) bool { return h.Waiting })]
+	w := hs[slices.IndexFunc(hs, func(h Holder) bool { return h.Waiting })]
 	if w.PID != waiter.cmd.Process.Pid || !w.Exclusive {
 		t.Fatalf("waiter = %+v", w)
 	}
@@ -76,13 +76,13 @@ garbage
 	for _, c := range []struct {
 		major, minor uint32
 		ino          uint64
-		want         []LockHolder
+		want         []Holder
 	}{
-		{8, 1, 131090, []LockHolder{{PID: 1234, Exclusive: true}, {PID: 1235, Exclusive: true, Waiting: true}, {PID: 1236, Waiting: true}}},
-		{8, 1, 131091, []LockHolder{{PID: 2000}}},
-		{0xfd, 1, 131090, []LockHolder{{PID: 4000}}},
-		{0x103, 2, 77, []LockHolder{{PID: 5000}, {PID: 5001}}},
-		{0, 0x2a, 99, []LockHolder{{PID: 0, Exclusive: true}}},
+		{8, 1, 131090, []Holder{{PID: 1234, Exclusive: true}, {PID: 1235, Exclusive: true, Waiting: true}, {PID: 1236, Waiting: true}}},
+		{8, 1, 131091, []Holder{{PID: 2000}}},
+		{0xfd, 1, 131090, []Holder{{PID: 4000}}},
+		{0x103, 2, 77, []Holder{{PID: 5000}, {PID: 5001}}},
+		{0, 0x2a, 99, []Holder{{PID: 0, Exclusive: true}}},
 		{8, 1, 1, nil},
 	} {
 		got := parseProcLocks([]byte(text), c.major, c.minor, c.ino)
@@ -92,12 +92,12 @@ garbage
 	}
 
 	since := time.Date(2025, 11, 22, 4, 41, 0, 123456789, time.UTC)
-	rec := formatLockRecord(LockHolder{PID: 42, Host: "my host", Op: "insert", Since: since})
+	rec := formatLockRecord(Holder{PID: 42, Host: "my host", Op: "insert", Since: since})
 	if string(rec) != "pid=42 host=my_host op=insert since=2025-11-22T04:41:00.123456789Z\n" {
 		t.Fatalf("record = %q", rec)
 	}
 	h, ok := parseLockRecord(append([]byte("\x00"), rec...))
-	if !ok || h != (LockHolder{PID: 42, Host: "my_host", Op: "insert", Since: since, Exclusive: true}) {
+	if !ok || h != (Holder{PID: 42, Host: "my_host", Op: "insert", Since: since, Exclusive: true}) {
 		t.Fatalf("parseRecord = %+v %v", h, ok)
 	}
 	for _, bad := range []string{"", "\x00\x00", "hello world", "pid=x", "pid=0 op=a"} {
@@ -106,7 +106,7 @@ garbage
 		}
 	}
 	// Merge: the record fills in the exclusive holder; a stale one is dropped.
-	sys := []LockHolder{{PID: 42, Exclusive: true}, {PID: 43, Waiting: true}}
+	sys := []Holder{{PID: 42, Exclusive: true}, {PID: 43, Waiting: true}}
 	got := mergeLockRecord(slices.Clone(sys), h, true)
 	if got[0].Op != "insert" || got[0].Host != "my_host" || got[1].Op != "" {
 		t.Fatalf("merge = %+v", got)
@@ -116,7 +116,7 @@ garbage
 	if got := mergeLockRecord(slices.Clone(sys), stale, true); got[0].Op != "" {
 		t.Fatalf("stale record merged: %+v", got)
 	}
-	if got := mergeLockRecord([]LockHolder{{PID: 0, Exclusive: true}}, h, true); got[0].PID != 42 {
+	if got := mergeLockRecord([]Holder{{PID: 0, Exclusive: true}}, h, true); got[0].PID != 42 {
 		t.Fatalf("record pid not used for an unknown pid: %+v", got)
 	}
 }

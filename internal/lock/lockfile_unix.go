@@ -1,6 +1,6 @@
 //go:build unix
 
-package psbase
+package lock
 
 import (
 	"errors"
@@ -9,6 +9,18 @@ import (
 
 	"golang.org/x/sys/unix"
 )
+
+// openNoFollow: never follow a final symbolic link, never block in open
+// (the root package's files_unix.go has the same for the store's files).
+const openNoFollow = unix.O_NOFOLLOW | unix.O_NONBLOCK
+
+// fileOwner returns the owner and group of fi.
+func fileOwner(fi os.FileInfo) (uid, gid int, ok bool) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid), int(st.Gid), true
+	}
+	return 0, 0, false
+}
 
 // lockRecordOffset is where the holder record starts in the lock file.
 const lockRecordOffset = 0

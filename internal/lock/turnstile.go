@@ -1,4 +1,4 @@
-package psbase
+package lock
 
 import (
 	"context"
@@ -11,12 +11,12 @@ import (
 	"github.com/gofrs/flock"
 )
 
-// lockProtocol selects how shared and exclusive holders queue.
-type lockProtocol int
+// Protocol selects how shared and exclusive holders queue.
+type Protocol int
 
 const (
 	// protoDefault is defaultProtocol.
-	protoDefault lockProtocol = iota
+	protoDefault Protocol = iota
 	// protoTurnstile: every acquisition first takes an exclusive flock on the
 	// gate file <db>.gate, then the data lock in the wanted mode, then drops
 	// the gate. A writer keeps the gate while it waits for the readers in
@@ -49,14 +49,14 @@ const (
 // transaction (≥ 30 µs, ~300 µs with its syncs).
 const defaultProtocol = protoTurnstile
 
-func (p lockProtocol) resolve() lockProtocol {
+func (p Protocol) resolve() Protocol {
 	if p == protoDefault {
 		return defaultProtocol
 	}
 	return p
 }
 
-func (p lockProtocol) String() string {
+func (p Protocol) String() string {
 	switch p {
 	case protoDefault:
 		return "default(" + defaultProtocol.String() + ")"
@@ -83,7 +83,7 @@ type lockHeld struct {
 }
 
 // lockKernel takes the kernel lock(s) for pl's file in the wanted mode.
-func (l *fileLock) lockKernel(ctx context.Context, pl *procLock, key lockKey, excl, mayCreate bool) (*lockHeld, error) {
+func (l *File) lockKernel(ctx context.Context, pl *procLock, key lockKey, excl, mayCreate bool) (*lockHeld, error) {
 	var gate *flock.Flock
 	if l.proto == protoTurnstile {
 		var err error

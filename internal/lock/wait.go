@@ -1,4 +1,4 @@
-package psbase
+package lock
 
 import (
 	"context"
@@ -26,11 +26,11 @@ func lockErr(path string, err error) error {
 // file the in-process lock is keyed by), FreeBSD flopen(3) style (T2).
 // readOnlyOK allows falling back to an O_RDONLY descriptor when the file
 // exists but is not writable by us.
-func (l *fileLock) lockFile(ctx context.Context, pl *procLock, path string, want *lockKey, excl, readOnlyOK bool) (*flock.Flock, error) {
+func (l *File) lockFile(ctx context.Context, pl *procLock, path string, want *lockKey, excl, readOnlyOK bool) (*flock.Flock, error) {
 	// No O_CREATE: prepare made the file; O_NOFOLLOW|O_NONBLOCK: a link or
 	// FIFO put there since is refused below, never followed or waited on.
 	flags := os.O_RDWR | openNoFollow
-	if l.followLinks {
+	if l.FollowLinks {
 		flags = os.O_RDWR | os.O_CREATE
 	}
 	for {
@@ -38,7 +38,7 @@ func (l *fileLock) lockFile(ctx context.Context, pl *procLock, path string, want
 		ok, err := lockTry(f, excl)
 		if err != nil && readOnlyOK && flags&os.O_RDWR != 0 && lockReadOnlyErr(err) {
 			flags = os.O_RDONLY | openNoFollow
-			if l.followLinks {
+			if l.FollowLinks {
 				flags = os.O_RDONLY
 			}
 			continue
@@ -130,7 +130,7 @@ func lockBlock(f *flock.Flock, excl bool) error {
 // wait runs in a helper goroutine. At most one goroutine per lock file and
 // process waits in the kernel: the others wait for pl's kernel-wait token in
 // Go, where ctx can stop them, and do not pin an OS thread each.
-func (l *fileLock) waitLock(ctx context.Context, pl *procLock, f *flock.Flock, excl bool) error {
+func (l *File) waitLock(ctx context.Context, pl *procLock, f *flock.Flock, excl bool) error {
 	if err := pl.waitToken(ctx); err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package psbase
+package lock
 
 import (
 	"context"
@@ -72,8 +72,8 @@ func TestLockKillHolder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	_, _, err := l.acquire(ctx, true, "insert")
 	cancel()
-	if !errors.Is(err, ErrLockTimeout) {
-		t.Fatalf("acquire while held: %v, want ErrLockTimeout", err)
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("acquire while held: %v, want ErrTimeout", err)
 	}
 	if err := child.cmd.Process.Kill(); err != nil { // SIGKILL: no cleanup in the child
 		t.Fatal(err)
@@ -89,9 +89,9 @@ func TestLockKillHolder(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("acquire after kill -9 took %v", d)
 	}
-	// The killed holder's record is stale: LockHolders must not report it.
-	if hs, err := LockHolders(db); err != nil || len(hs) != 0 {
-		t.Fatalf("LockHolders after release = %v, %v; want none", hs, err)
+	// The killed holder's record is stale: Holders must not report it.
+	if hs, err := Holders(db + ".lock"); err != nil || len(hs) != 0 {
+		t.Fatalf("Holders after release = %v, %v; want none", hs, err)
 	}
 }
 
@@ -132,7 +132,7 @@ func TestLockWriterStarvation(t *testing.T) {
 	}
 	const readers, samples = 8, 5
 	const limit = time.Second
-	measure := func(t *testing.T, proto lockProtocol) (waits []time.Duration, timeouts int, readsPerSec float64) {
+	measure := func(t *testing.T, proto Protocol) (waits []time.Duration, timeouts int, readsPerSec float64) {
 		db := filepath.Join(t.TempDir(), "s.db")
 		var children []*lockRunningChild
 		for range readers {
@@ -150,7 +150,7 @@ func TestLockWriterStarvation(t *testing.T) {
 			release, waited, err := l.acquire(ctx, true, "write")
 			cancel()
 			if err != nil {
-				if !errors.Is(err, ErrLockTimeout) {
+				if !errors.Is(err, ErrTimeout) {
 					t.Fatal(err)
 				}
 				timeouts++
@@ -179,8 +179,8 @@ func TestLockWriterStarvation(t *testing.T) {
 		timeouts int
 		rps      float64
 	}
-	results := map[lockProtocol]result{}
-	for _, p := range []lockProtocol{protoDefault, protoExclusiveOnly, protoPlain} {
+	results := map[Protocol]result{}
+	for _, p := range []Protocol{protoDefault, protoExclusiveOnly, protoPlain} {
 		w, to, rps := measure(t, p)
 		results[p] = result{w, to, rps}
 		t.Logf("%-26s writer wait median %8v max %8v (timeouts at %v: %d/%d); readers ~%.0f acquisitions/s",
@@ -211,7 +211,7 @@ func TestLockTimeoutCancel(t *testing.T) {
 	child := startLockChild(t, lockChild{mode: "hold", db: db, args: map[string]string{"OP": "insert"}})
 	pid, _ := strconv.Atoi(child.expect(t, "held", 10*time.Second))
 	before := runtime.NumGoroutine()
-	for _, proto := range []lockProtocol{protoDefault, protoPlain, protoExclusiveOnly} {
+	for _, proto := range []Protocol{protoDefault, protoPlain, protoExclusiveOnly} {
 		l := newTestFileLock(t, db, proto)
 		for _, exclusive := range []bool{true, false} {
 			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -222,10 +222,10 @@ func TestLockTimeoutCancel(t *testing.T) {
 			if d < 100*time.Millisecond || d > 250*time.Millisecond {
 				t.Errorf("%v exclusive=%v: acquire with a 100 ms deadline returned after %v", proto, exclusive, d)
 			}
-			if !errors.Is(err, ErrLockTimeout) || !errors.Is(err, context.DeadlineExceeded) {
-				t.Fatalf("%v: err = %v, want ErrLockTimeout and DeadlineExceeded", proto, err)
+			if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("%v: err = %v, want ErrTimeout and DeadlineExceeded", proto, err)
 			}
-			var lte *LockTimeoutError
+			var lte *TimeoutError
 			if !errors.As(err, &lte) || lte.Op != "select" || lte.Exclusive != exclusive || lte.Waited < 100*time.Millisecond {
 				t.Fatalf("%v: err = %#v", proto, err)
 			}
@@ -258,7 +258,7 @@ func TestLockTimeoutCancel(t *testing.T) {
 	if d := time.Since(start); d > 200*time.Millisecond {
 		t.Errorf("cancelled acquire returned after %v", d)
 	}
-	if !errors.Is(err, ErrLockTimeout) || !errors.Is(err, context.Canceled) {
+	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: err = %v", err)
 	}
 	// An already cancelled context fails without waiting.
@@ -277,7 +277,7 @@ func TestLockTimeoutCancel(t *testing.T) {
 			})
 		}
 		time.Sleep(200 * time.Millisecond)
-		hs, err := LockHolders(db)
+		hs, err := Holders(db + ".lock")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -330,12 +330,12 @@ func TestLockTimeoutCancel(t *testing.T) {
 	}
 }
 
-// 6. Goroutines: one fileLock shared by goroutines and two fileLocks on one
+// 6. Goroutines: one File shared by goroutines and two fileLocks on one
 // path exclude each other (the race detector checks the plain counter).
 // Negative control: one *flock.Flock shared by goroutines does not.
 func TestLockGoroutines(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "g.db")
-	for _, proto := range []lockProtocol{protoDefault, protoExclusiveOnly, protoPlain} {
+	for _, proto := range []Protocol{protoDefault, protoExclusiveOnly, protoPlain} {
 		l1, l2 := newTestFileLock(t, db, proto), newTestFileLock(t, db, proto)
 		counter, inside := 0, 0 // guarded by the lock only
 		var wg sync.WaitGroup
@@ -408,7 +408,7 @@ func TestLockGoroutines(t *testing.T) {
 	_ = other.Unlock()
 }
 
-// 7. Destroy race: removeFiles while others wait never lets two holders in.
+// 7. Destroy race: RemoveFiles while others wait never lets two holders in.
 func TestLockDestroyRace(t *testing.T) {
 	run := func(t *testing.T, norecheck bool) int {
 		db := filepath.Join(t.TempDir(), "d.db")
@@ -439,7 +439,7 @@ func TestLockDestroyRace(t *testing.T) {
 
 // The uncontended cost of acquire+release, per protocol and mode.
 func BenchmarkLockAcquire(b *testing.B) {
-	for _, proto := range []lockProtocol{protoTurnstile, protoExclusiveOnly, protoPlain} {
+	for _, proto := range []Protocol{protoTurnstile, protoExclusiveOnly, protoPlain} {
 		for _, exclusive := range []bool{false, true} {
 			b.Run(fmt.Sprintf("%v/exclusive=%v", proto, exclusive), func(b *testing.B) {
 				l := newTestFileLock(b, filepath.Join(b.TempDir(), "b.db"), proto)

@@ -1,6 +1,6 @@
 //go:build unix && !linux && !darwin
 
-package psbase
+package lock
 
 // lockCheckFS: no file system detection on this platform.
 func lockCheckFS(dir string) (name string, unsafe bool) { return "", false }
