@@ -17,25 +17,25 @@ import (
 )
 
 // The tests run real child processes: the test binary re-executes itself
-// with PSBASE_LOCK_HELPER set and -test.run=^TestLockHelperProcess$, and
+// with PSBASE_LOCK_HELPER set and -test.run=^TestHelperProcess$, and
 // that test then acts as the child (os/exec style). Children report on
 // stdout with lines "lockresult KEY VALUE".
 
-const lockHelperEnv = "PSBASE_LOCK_HELPER"
+const helperEnv = "PSBASE_LOCK_HELPER"
 
-// lockChild describes one helper process.
-type lockChild struct {
-	mode  string            // what the child does, see TestLockHelperProcess
+// helper describes one helper process.
+type helper struct {
+	mode  string            // what the child does, see TestHelperProcess
 	db    string            // the store path
 	proto Protocol          // the protocol
 	args  map[string]string // further PSBASE_LOCK_* parameters
 }
 
-func lockCommand(t testing.TB, c lockChild) *exec.Cmd {
+func command(t testing.TB, c helper) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHelperProcess$", "-test.count=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(),
-		lockHelperEnv+"="+c.mode,
+		helperEnv+"="+c.mode,
 		"PSBASE_LOCK_DB="+c.db,
 		"PSBASE_LOCK_PROTO="+strconv.Itoa(int(c.proto)),
 		// A -race child would sleep 1 s before exiting (ThreadSanitizer's
@@ -49,18 +49,18 @@ func lockCommand(t testing.TB, c lockChild) *exec.Cmd {
 	return cmd
 }
 
-// lockRunningChild is a started helper with its stdin (closing it tells the
+// runningChild is a started helper with its stdin (closing it tells the
 // child to stop) and a channel of its result lines.
-type lockRunningChild struct {
+type runningChild struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	lines chan string
 	done  chan error
 }
 
-func startLockChild(t testing.TB, c lockChild) *lockRunningChild {
+func startChild(t testing.TB, c helper) *runningChild {
 	t.Helper()
-	cmd := lockCommand(t, c)
+	cmd := command(t, c)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +72,7 @@ func startLockChild(t testing.TB, c lockChild) *lockRunningChild {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	rc := &lockRunningChild{cmd: cmd, stdin: stdin, lines: make(chan string, 100), done: make(chan error, 1)}
+	rc := &runningChild{cmd: cmd, stdin: stdin, lines: make(chan string, 100), done: make(chan error, 1)}
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
@@ -91,7 +91,7 @@ func startLockChild(t testing.TB, c lockChild) *lockRunningChild {
 }
 
 // expect waits for the result line starting with key and returns its value.
-func (rc *lockRunningChild) expect(t testing.TB, key string, timeout time.Duration) string {
+func (rc *runningChild) expect(t testing.TB, key string, timeout time.Duration) string {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
@@ -111,7 +111,7 @@ func (rc *lockRunningChild) expect(t testing.TB, key string, timeout time.Durati
 }
 
 // wait closes stdin and waits for the child to exit.
-func (rc *lockRunningChild) wait(t testing.TB) {
+func (rc *runningChild) wait(t testing.TB) {
 	t.Helper()
 	_ = rc.stdin.Close()
 	for range rc.lines {
@@ -121,38 +121,38 @@ func (rc *lockRunningChild) wait(t testing.TB) {
 	}
 }
 
-func lockResult(key string, v any) { fmt.Printf("lockresult %s %v\n", key, v) }
+func report(key string, v any) { fmt.Printf("lockresult %s %v\n", key, v) }
 
-func lockEnvInt(name string, def int) int {
+func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv("PSBASE_LOCK_" + name)); err == nil {
 		return v
 	}
 	return def
 }
 
-func lockEnvDur(name string, def time.Duration) time.Duration {
+func envDur(name string, def time.Duration) time.Duration {
 	if v, err := time.ParseDuration(os.Getenv("PSBASE_LOCK_" + name)); err == nil {
 		return v
 	}
 	return def
 }
 
-// TestLockHelperProcess is not a test: it is the body of the child processes.
-func TestLockHelperProcess(t *testing.T) {
-	mode := os.Getenv(lockHelperEnv)
+// TestHelperProcess is not a test: it is the body of the child processes.
+func TestHelperProcess(t *testing.T) {
+	mode := os.Getenv(helperEnv)
 	if mode == "" {
 		t.Skip("helper process for the lock tests")
 	}
-	if err := lockHelper(mode); err != nil {
+	if err := runHelper(mode); err != nil {
 		fmt.Fprintf(os.Stderr, "lock helper %s: %v\n", mode, err)
 		os.Exit(3)
 	}
 	os.Exit(0)
 }
 
-func lockHelper(mode string) error {
+func runHelper(mode string) error {
 	db := os.Getenv("PSBASE_LOCK_DB")
-	cfg := Config{Protocol: Protocol(lockEnvInt("PROTO", 0))}
+	cfg := Config{Protocol: Protocol(envInt("PROTO", 0))}
 	l, err := New(db, cfg)
 	if err != nil {
 		return err
@@ -160,15 +160,15 @@ func lockHelper(mode string) error {
 	l.noRecheck = os.Getenv("PSBASE_LOCK_NORECHECK") == "1"
 	ctx := context.Background()
 	exclusive := os.Getenv("PSBASE_LOCK_SHARED") != "1"
-	op := lockOr(os.Getenv("PSBASE_LOCK_OP"), "test")
+	op := orDefault(os.Getenv("PSBASE_LOCK_OP"), "test")
 
 	switch mode {
 	case "counter":
 		// n times: lock, read the counter file, increment, write, unlock.
 		counter := db + ".counter"
 		nolock := os.Getenv("PSBASE_LOCK_NOLOCK") == "1"
-		gap := lockEnvDur("GAP", 0)
-		for range lockEnvInt("N", 50) {
+		gap := envDur("GAP", 0)
+		for range envInt("N", 50) {
 			release := func() {}
 			if !nolock {
 				if release, _, err = l.acquire(ctx, true, "increment"); err != nil {
@@ -196,15 +196,15 @@ func lockHelper(mode string) error {
 		if err != nil {
 			return err
 		}
-		lockResult("held", os.Getpid())
+		report("held", os.Getpid())
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		release()
-		lockResult("released", os.Getpid())
+		report("released", os.Getpid())
 		return nil
 
 	case "loop":
 		// Until stdin is closed: lock, hold for HOLD, unlock, GAP; report the count.
-		hold, gap := lockEnvDur("HOLD", time.Millisecond), lockEnvDur("GAP", 0)
+		hold, gap := envDur("HOLD", time.Millisecond), envDur("GAP", 0)
 		var stop atomic.Bool
 		go func() { _, _ = io.Copy(io.Discard, os.Stdin); stop.Store(true) }()
 		n := 0
@@ -214,7 +214,7 @@ func lockHelper(mode string) error {
 				return err
 			}
 			if n == 0 {
-				lockResult("ready", os.Getpid())
+				report("ready", os.Getpid())
 			}
 			time.Sleep(hold)
 			release()
@@ -223,7 +223,7 @@ func lockHelper(mode string) error {
 				time.Sleep(gap)
 			}
 		}
-		lockResult("count", n)
+		report("count", n)
 		return nil
 
 	case "destroy":
@@ -231,8 +231,8 @@ func lockHelper(mode string) error {
 		// holder has it), every DESTROY-th time remove the lock files, unlock.
 		marker := db + ".marker"
 		violations := 0
-		every := lockEnvInt("DESTROY", 3)
-		for i := range lockEnvInt("N", 50) {
+		every := envInt("DESTROY", 3)
+		for i := range envInt("N", 50) {
 			release, _, err := l.acquire(ctx, true, "destroy")
 			if err != nil {
 				return err
@@ -254,7 +254,7 @@ func lockHelper(mode string) error {
 			}
 			release()
 		}
-		lockResult("violations", violations)
+		report("violations", violations)
 		return nil
 
 	case "perm":
@@ -265,26 +265,26 @@ func lockHelper(mode string) error {
 		}{{"shared", false}, {"exclusive", true}} {
 			release, _, err := l.acquire(ctx, c.exclusive, "perm")
 			if err != nil {
-				lockResult(c.name, fmt.Sprintf("err readonly=%v permission=%v %v",
+				report(c.name, fmt.Sprintf("err readonly=%v permission=%v %v",
 					errors.Is(err, ErrReadOnly), errors.Is(err, fs.ErrPermission), strings.ReplaceAll(err.Error(), "\n", " ")))
 				continue
 			}
 			release()
-			lockResult(c.name, "ok")
+			report(c.name, "ok")
 		}
 		return nil
 	}
 	return fmt.Errorf("unknown mode %q", mode)
 }
 
-func lockOr(s, def string) string {
+func orDefault(s, def string) string {
 	if s == "" {
 		return def
 	}
 	return s
 }
 
-func newTestFileLock(t testing.TB, db string, proto Protocol) *File {
+func newTestFile(t testing.TB, db string, proto Protocol) *File {
 	t.Helper()
 	l, err := New(db, Config{Protocol: proto})
 	if err != nil {

@@ -65,7 +65,7 @@ func (h Holder) String() string {
 	return b.String()
 }
 
-// lockRecordDelay is how long an exclusive hold lasts before its holder
+// recordDelay is how long an exclusive hold lasts before its holder
 // record is written. Writing it on every acquisition cost a pwrite and two
 // truncates of the lock file per operation — about 100 µs on a durable
 // insert, as the lock file's metadata rides along with the database's
@@ -73,14 +73,14 @@ func (h Holder) String() string {
 // before anyone could ask; on Linux /proc/locks names every holder's pid
 // anyway. The record matters for the long holds: a stuck or stopped holder,
 // a large transaction.
-const lockRecordDelay = 20 * time.Millisecond
+const recordDelay = 20 * time.Millisecond
 
 // recordLater arranges for the holder record to be written if the exclusive
-// hold is still on after lockRecordDelay.
-func (h *lockHeld) recordLater(l *File, op string, since time.Time) {
+// hold is still on after recordDelay.
+func (h *held) recordLater(l *File, op string, since time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.timer = time.AfterFunc(lockRecordDelay, func() {
+	h.timer = time.AfterFunc(recordDelay, func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		if !h.done {
@@ -97,8 +97,8 @@ func (h *lockHeld) recordLater(l *File, op string, since time.Time) {
 // links and checked (fstat) to be the file the lock is held on; closing it
 // does not drop a flock, which belongs to the other description.
 // Best effort: a failure is logged, never returned. h.mu is held.
-func (h *lockHeld) writeRecord(l *File, op string, since time.Time) {
-	rec := formatLockRecord(Holder{PID: os.Getpid(), Host: l.host, Op: op, Since: since, Exclusive: true})
+func (h *held) writeRecord(l *File, op string, since time.Time) {
+	rec := formatRecord(Holder{PID: os.Getpid(), Host: l.host, Op: op, Since: since, Exclusive: true})
 	flags := os.O_WRONLY | openNoFollow
 	if l.FollowLinks {
 		flags = os.O_WRONLY
@@ -109,8 +109,8 @@ func (h *lockHeld) writeRecord(l *File, op string, since time.Time) {
 		// at the path now may be something else.
 		var held, opened os.FileInfo
 		if held, err = h.data.Stat(); err == nil {
-			if opened, err = f.Stat(); err == nil && (!opened.Mode().IsRegular() || lockKeyOf(l.path, opened) != lockKeyOf(l.path, held)) {
-				err = errLockStale
+			if opened, err = f.Stat(); err == nil && (!opened.Mode().IsRegular() || keyOf(l.path, opened) != keyOf(l.path, held)) {
+				err = errStale
 			}
 		}
 		if err != nil {
@@ -118,8 +118,8 @@ func (h *lockHeld) writeRecord(l *File, op string, since time.Time) {
 		}
 	}
 	if err == nil {
-		if _, err = f.WriteAt(rec, lockRecordOffset); err == nil {
-			err = f.Truncate(lockRecordOffset + int64(len(rec)))
+		if _, err = f.WriteAt(rec, recordOffset); err == nil {
+			err = f.Truncate(recordOffset + int64(len(rec)))
 		}
 		if err != nil {
 			_ = f.Close()
@@ -132,8 +132,8 @@ func (h *lockHeld) writeRecord(l *File, op string, since time.Time) {
 	}
 }
 
-// formatLockRecord renders the holder record: one line of key=value fields.
-func formatLockRecord(h Holder) []byte {
+// formatRecord renders the holder record: one line of key=value fields.
+func formatRecord(h Holder) []byte {
 	clean := func(s string) string {
 		s = strings.Map(func(r rune) rune {
 			if r <= ' ' || r == '=' || r == 0x7f {
@@ -150,8 +150,8 @@ func formatLockRecord(h Holder) []byte {
 		h.PID, clean(h.Host), clean(h.Op), h.Since.UTC().Format(time.RFC3339Nano))
 }
 
-// parseLockRecord parses a holder record; ok is false for an empty or foreign one.
-func parseLockRecord(b []byte) (h Holder, ok bool) {
+// parseRecord parses a holder record; ok is false for an empty or foreign one.
+func parseRecord(b []byte) (h Holder, ok bool) {
 	b = bytes.Trim(b, "\x00 \t\r\n")
 	if i := bytes.IndexByte(b, '\n'); i >= 0 {
 		b = b[:i]
@@ -207,15 +207,15 @@ func Holders(lockPath string) ([]Holder, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: lock file %s is not a regular file (%s)", ErrUnsafePath, lockPath, fi.Mode().Type())
 	}
-	rec, haveRec := readLockRecord(lockPath)
+	rec, haveRec := readRecord(lockPath)
 	sys, ok := SystemHolders(fi)
 	if !ok {
-		if !haveRec || !lockHeldExclusively(lockPath) {
+		if !haveRec || !heldExclusively(lockPath) {
 			return nil, nil
 		}
 		return []Holder{rec}, nil
 	}
-	return mergeGateQueue(mergeLockRecord(sys, rec, haveRec), lockPath), nil
+	return mergeGateQueue(mergeRecord(sys, rec, haveRec), lockPath), nil
 }
 
 // mergeGateQueue adds the processes queued at the turnstile gate: a writer
@@ -246,10 +246,10 @@ func mergeGateQueue(holders []Holder, lockPath string) []Holder {
 	return holders
 }
 
-// mergeLockRecord fills the recorded op, host and start time into the exclusive
+// mergeRecord fills the recorded op, host and start time into the exclusive
 // holder the OS reports. A record that matches no exclusive holder is stale
 // (left by a killed holder) and dropped.
-func mergeLockRecord(sys []Holder, rec Holder, haveRec bool) []Holder {
+func mergeRecord(sys []Holder, rec Holder, haveRec bool) []Holder {
 	if !haveRec {
 		return sys
 	}
@@ -267,7 +267,7 @@ func mergeLockRecord(sys []Holder, rec Holder, haveRec bool) []Holder {
 	return sys
 }
 
-func readLockRecord(lockPath string) (Holder, bool) {
+func readRecord(lockPath string) (Holder, bool) {
 	f, err := os.OpenFile(lockPath, os.O_RDONLY|openNoFollow, 0)
 	if err != nil {
 		return Holder{}, false
@@ -277,19 +277,19 @@ func readLockRecord(lockPath string) (Holder, bool) {
 		return Holder{}, false
 	}
 	buf := make([]byte, 512)
-	n, err := f.ReadAt(buf, lockRecordOffset)
+	n, err := f.ReadAt(buf, recordOffset)
 	if err != nil && err != io.EOF {
 		return Holder{}, false
 	}
-	return parseLockRecord(buf[:n])
+	return parseRecord(buf[:n])
 }
 
-// lockHeldExclusively reports whether some process holds lockPath exclusively:
+// heldExclusively reports whether some process holds lockPath exclusively:
 // a non-blocking shared try on a fresh descriptor fails. Used where the OS
 // does not list lock holders, to tell a live record from a stale one.
-func lockHeldExclusively(lockPath string) bool {
+func heldExclusively(lockPath string) bool {
 	f := flock.New(lockPath, flock.SetFlag(os.O_RDONLY|openNoFollow))
-	ok, err := lockTry(f, false)
+	ok, err := tryLock(f, false)
 	if err != nil {
 		return true // cannot tell: show the record
 	}

@@ -13,7 +13,7 @@ import (
 // cannot be read. It is exported for the root package's tests (the
 // negative control of TestGateHolderNamed: the data lock alone names nobody).
 func SystemHolders(fi os.FileInfo) (holders []Holder, ok bool) {
-	dev, ino, idOK := lockFileID(fi)
+	dev, ino, idOK := fileID(fi)
 	if !idOK {
 		return nil, false
 	}
@@ -24,14 +24,14 @@ func SystemHolders(fi os.FileInfo) (holders []Holder, ok bool) {
 	holders = parseProcLocks(text, unix.Major(dev), unix.Minor(dev), ino)
 	for i := range holders {
 		if holders[i].PID > 0 {
-			holders[i].Command = lockCmdline(holders[i].PID)
+			holders[i].Command = cmdline(holders[i].PID)
 		}
 	}
 	return holders, true
 }
 
-// lockCmdline returns the command line of pid, arguments separated by spaces.
-func lockCmdline(pid int) string {
+// cmdline returns the command line of pid, arguments separated by spaces.
+func cmdline(pid int) string {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	if err != nil {
 		return ""

@@ -12,14 +12,14 @@ import (
 )
 
 // Holders on a live holder and a waiter, with the record merged in.
-func TestLockHoldersLive(t *testing.T) {
+func TestHoldersLive(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("needs /proc/locks")
 	}
 	db := filepath.Join(t.TempDir(), "h.db")
-	holder := startLockChild(t, lockChild{mode: "hold", db: db, args: map[string]string{"OP": "compact"}})
+	holder := startChild(t, helper{mode: "hold", db: db, args: map[string]string{"OP": "compact"}})
 	hpid, _ := strconv.Atoi(holder.expect(t, "held", 10*time.Second))
-	waiter := startLockChild(t, lockChild{mode: "hold", db: db, args: map[string]string{"OP": "insert"}})
+	waiter := startChild(t, helper{mode: "hold", db: db, args: map[string]string{"OP": "insert"}})
 	var hs []Holder
 	for range 200 { // until the waiter is queued in the kernel
 		var err error
@@ -27,7 +27,7 @@ func TestLockHoldersLive(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Until the waiter is queued and the holder's record (written once
-		// the hold passes lockRecordDelay) is merged in.
+		// the hold passes recordDelay) is merged in.
 		if len(hs) == 2 && slices.ContainsFunc(hs, func(h Holder) bool { return h.Waiting }) &&
 			slices.ContainsFunc(hs, func(h Holder) bool { return !h.Waiting && h.Op != "" }) {
 			break
@@ -59,7 +59,7 @@ func TestLockHoldersLive(t *testing.T) {
 }
 
 // 8c. /proc/locks parsing and the holder record, as pure functions.
-func TestLockParseProcLocks(t *testing.T) {
+func TestParseProcLocks(t *testing.T) {
 	const text = `1: FLOCK  ADVISORY  WRITE 1234 08:01:131090 0 EOF
 1: -> FLOCK  ADVISORY  WRITE 1235 08:01:131090 0 EOF
 1: -> FLOCK  ADVISORY  READ  1236 08:01:131090 0 EOF
@@ -92,31 +92,31 @@ garbage
 	}
 
 	since := time.Date(2025, 11, 22, 4, 41, 0, 123456789, time.UTC)
-	rec := formatLockRecord(Holder{PID: 42, Host: "my host", Op: "insert", Since: since})
+	rec := formatRecord(Holder{PID: 42, Host: "my host", Op: "insert", Since: since})
 	if string(rec) != "pid=42 host=my_host op=insert since=2025-11-22T04:41:00.123456789Z\n" {
 		t.Fatalf("record = %q", rec)
 	}
-	h, ok := parseLockRecord(append([]byte("\x00"), rec...))
+	h, ok := parseRecord(append([]byte("\x00"), rec...))
 	if !ok || h != (Holder{PID: 42, Host: "my_host", Op: "insert", Since: since, Exclusive: true}) {
 		t.Fatalf("parseRecord = %+v %v", h, ok)
 	}
 	for _, bad := range []string{"", "\x00\x00", "hello world", "pid=x", "pid=0 op=a"} {
-		if _, ok := parseLockRecord([]byte(bad)); ok {
+		if _, ok := parseRecord([]byte(bad)); ok {
 			t.Errorf("parseRecord(%q) ok", bad)
 		}
 	}
 	// Merge: the record fills in the exclusive holder; a stale one is dropped.
 	sys := []Holder{{PID: 42, Exclusive: true}, {PID: 43, Waiting: true}}
-	got := mergeLockRecord(slices.Clone(sys), h, true)
+	got := mergeRecord(slices.Clone(sys), h, true)
 	if got[0].Op != "insert" || got[0].Host != "my_host" || got[1].Op != "" {
 		t.Fatalf("merge = %+v", got)
 	}
 	stale := h
 	stale.PID = 7
-	if got := mergeLockRecord(slices.Clone(sys), stale, true); got[0].Op != "" {
+	if got := mergeRecord(slices.Clone(sys), stale, true); got[0].Op != "" {
 		t.Fatalf("stale record merged: %+v", got)
 	}
-	if got := mergeLockRecord([]Holder{{PID: 0, Exclusive: true}}, h, true); got[0].PID != 42 {
+	if got := mergeRecord([]Holder{{PID: 0, Exclusive: true}}, h, true); got[0].PID != 42 {
 		t.Fatalf("record pid not used for an unknown pid: %+v", got)
 	}
 }

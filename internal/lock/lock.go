@@ -65,7 +65,7 @@ type File struct {
 	// the paths up on every acquisition. Both are reset when the re-check
 	// after locking finds the file replaced (Destroy), so they are hints:
 	// correctness rests on the re-check.
-	key       atomic.Pointer[lockKey]
+	key       atomic.Pointer[fileKey]
 	gateReady atomic.Bool
 
 	// dbOwner caches the uid of the database file's owner (-1 unknown),
@@ -99,7 +99,7 @@ func New(dbPath string, cfg Config) (*File, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("lock %s: %s is not a directory", abs+".lock", dir)
 	}
-	if name, unsafe := lockCheckFS(dir); unsafe {
+	if name, unsafe := checkFS(dir); unsafe {
 		if !cfg.AllowNetworkFS {
 			return nil, fmt.Errorf("%w: %s is on %s, whose file locks can be lost, faked or hang; move the store to a local disk or allow network file systems explicitly",
 				ErrUnsupportedFS, dir, name)
@@ -148,7 +148,7 @@ func (g *Grant) Release() { g.release() }
 type Grant struct {
 	release func() // exactly once; further calls are no-ops
 	l       *File
-	h       *lockHeld
+	h       *held
 }
 
 // StillHeld reports, with an error wrapping ErrUnknownOutcome, that the lock
@@ -158,9 +158,9 @@ type Grant struct {
 // it after committing, before acknowledging (T20).
 func (g *Grant) StillHeld() error {
 	fi, err := g.h.data.Stat()
-	if err == nil && lockLinkCount(fi) > 0 {
+	if err == nil && linkCount(fi) > 0 {
 		var pfi os.FileInfo
-		if pfi, err = os.Lstat(g.l.path); err == nil && lockKeyOf(g.l.path, pfi) == lockKeyOf(g.l.path, fi) {
+		if pfi, err = os.Lstat(g.l.path); err == nil && keyOf(g.l.path, pfi) == keyOf(g.l.path, fi) {
 			return nil
 		}
 	}
@@ -178,7 +178,7 @@ func (l *File) Acquire(ctx context.Context, exclusive bool, op string, mayCreate
 		if ctx.Err() != nil {
 			return nil, time.Since(start), l.timeoutError(ctx, exclusive, op, start)
 		}
-		var key lockKey
+		var key fileKey
 		if k := l.key.Load(); k != nil {
 			key = *k
 		} else {
@@ -196,7 +196,7 @@ func (l *File) Acquire(ctx context.Context, exclusive bool, op string, mayCreate
 		if err != nil {
 			pl.unlock(excl)
 			procLocks.put(pl)
-			if errors.Is(err, errLockStale) {
+			if errors.Is(err, errStale) {
 				// The lock file was removed and recreated (Destroy) since
 				// we learnt its identity: start again on the new file.
 				l.Forget()
@@ -213,7 +213,7 @@ func (l *File) Acquire(ctx context.Context, exclusive bool, op string, mayCreate
 		}
 		if l.log != nil && l.log.Enabled(ctx, slog.LevelDebug) {
 			msg := "psbase: lock acquired"
-			if waited >= lockSlowWait {
+			if waited >= slowWait {
 				msg = "psbase: lock acquired after a long wait"
 			}
 			l.log.DebugContext(ctx, msg, "path", l.path, "op", op, "exclusive", exclusive,
@@ -236,8 +236,8 @@ func (l *File) Acquire(ctx context.Context, exclusive bool, op string, mayCreate
 	}
 }
 
-// lockSlowWait is the wait after which acquire logs "after a long wait".
-const lockSlowWait = 100 * time.Millisecond
+// slowWait is the wait after which acquire logs "after a long wait".
+const slowWait = 100 * time.Millisecond
 
 // RemoveFiles removes the lock file and the gate file. The caller must hold
 // the lock exclusively (Store.Destroy). Waiters blocked on the removed inodes
@@ -252,7 +252,7 @@ func (l *File) RemoveFiles() error {
 		err := os.Remove(p)
 		switch {
 		case err == nil, errors.Is(err, fs.ErrNotExist):
-		case lockFileBusy(err):
+		case fileBusy(err):
 			if l.log != nil {
 				l.log.Debug("psbase: lock file in use, not removed", "path", p, "err", err)
 			}
@@ -288,5 +288,5 @@ func (l *File) Forget() {
 	l.gateReady.Store(false)
 }
 
-// errLockStale reports that the file we locked is no longer the one at the path.
-var errLockStale = errors.New("lock file was replaced")
+// errStale reports that the file we locked is no longer the one at the path.
+var errStale = errors.New("lock file was replaced")

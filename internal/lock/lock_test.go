@@ -18,7 +18,7 @@ import (
 )
 
 // 1. Exclusion between processes, with the unlocked negative control.
-func TestLockExclusionProcesses(t *testing.T) {
+func TestExclusionProcesses(t *testing.T) {
 	const procs, n = 20, 50
 	run := func(t *testing.T, nolock bool) int {
 		db := filepath.Join(t.TempDir(), "x.db")
@@ -28,7 +28,7 @@ func TestLockExclusionProcesses(t *testing.T) {
 		var wg sync.WaitGroup
 		errs := make(chan error, procs)
 		for range procs {
-			cmd := lockCommand(t, lockChild{mode: "counter", db: db, args: map[string]string{
+			cmd := command(t, helper{mode: "counter", db: db, args: map[string]string{
 				"N": strconv.Itoa(n), "GAP": "100us", "NOLOCK": map[bool]string{true: "1"}[nolock]}})
 			cmd.Stderr = nil
 			wg.Go(func() {
@@ -64,11 +64,11 @@ func TestLockExclusionProcesses(t *testing.T) {
 }
 
 // 2. kill -9 of the holder releases the lock: the kernel drops it.
-func TestLockKillHolder(t *testing.T) {
+func TestKillHolder(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "k.db")
-	child := startLockChild(t, lockChild{mode: "hold", db: db})
+	child := startChild(t, helper{mode: "hold", db: db})
 	child.expect(t, "held", 10*time.Second)
-	l := newTestFileLock(t, db, protoDefault)
+	l := newTestFile(t, db, protoDefault)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	_, _, err := l.acquire(ctx, true, "insert")
 	cancel()
@@ -96,12 +96,12 @@ func TestLockKillHolder(t *testing.T) {
 }
 
 // 3. FIFO-ish fairness between processes.
-func TestLockFairness(t *testing.T) {
+func TestFairness(t *testing.T) {
 	const procs = 6
 	db := filepath.Join(t.TempDir(), "f.db")
-	var children []*lockRunningChild
+	var children []*runningChild
 	for range procs {
-		children = append(children, startLockChild(t, lockChild{mode: "loop", db: db,
+		children = append(children, startChild(t, helper{mode: "loop", db: db,
 			args: map[string]string{"HOLD": "1ms"}}))
 	}
 	for _, c := range children {
@@ -126,7 +126,7 @@ func TestLockFairness(t *testing.T) {
 
 // 4. A writer is not starved by a stream of readers. This is also the
 // measurement behind defaultProtocol; plain flock is the negative control.
-func TestLockWriterStarvation(t *testing.T) {
+func TestWriterStarvation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures for seconds")
 	}
@@ -134,16 +134,16 @@ func TestLockWriterStarvation(t *testing.T) {
 	const limit = time.Second
 	measure := func(t *testing.T, proto Protocol) (waits []time.Duration, timeouts int, readsPerSec float64) {
 		db := filepath.Join(t.TempDir(), "s.db")
-		var children []*lockRunningChild
+		var children []*runningChild
 		for range readers {
-			children = append(children, startLockChild(t, lockChild{mode: "loop", db: db, proto: proto,
+			children = append(children, startChild(t, helper{mode: "loop", db: db, proto: proto,
 				args: map[string]string{"SHARED": "1", "HOLD": "3ms"}}))
 		}
 		for _, c := range children {
 			c.expect(t, "ready", 10*time.Second)
 		}
 		start := time.Now()
-		l := newTestFileLock(t, db, proto)
+		l := newTestFile(t, db, proto)
 		for range samples {
 			time.Sleep(20 * time.Millisecond)
 			ctx, cancel := context.WithTimeout(context.Background(), limit)
@@ -206,13 +206,13 @@ func TestLockWriterStarvation(t *testing.T) {
 
 // 5. Timeout and cancellation return promptly, name the holder, leak
 // nothing, and keep at most one kernel waiter per process.
-func TestLockTimeoutCancel(t *testing.T) {
+func TestTimeoutCancel(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "t.db")
-	child := startLockChild(t, lockChild{mode: "hold", db: db, args: map[string]string{"OP": "insert"}})
+	child := startChild(t, helper{mode: "hold", db: db, args: map[string]string{"OP": "insert"}})
 	pid, _ := strconv.Atoi(child.expect(t, "held", 10*time.Second))
 	before := runtime.NumGoroutine()
 	for _, proto := range []Protocol{protoDefault, protoPlain, protoExclusiveOnly} {
-		l := newTestFileLock(t, db, proto)
+		l := newTestFile(t, db, proto)
 		for _, exclusive := range []bool{true, false} {
 			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 			start := time.Now()
@@ -245,12 +245,12 @@ func TestLockTimeoutCancel(t *testing.T) {
 	t.Logf("timeout error: %v", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 		defer cancel()
-		_, _, err := newTestFileLock(t, db, protoDefault).acquire(ctx, true, "insert")
+		_, _, err := newTestFile(t, db, protoDefault).acquire(ctx, true, "insert")
 		return err
 	}())
 
 	// A cancelled context.
-	l := newTestFileLock(t, db, protoDefault)
+	l := newTestFile(t, db, protoDefault)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	start := time.Now()
@@ -273,7 +273,7 @@ func TestLockTimeoutCancel(t *testing.T) {
 			wg.Go(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
 				defer cancel()
-				_, _, _ = newTestFileLock(t, db, protoDefault).acquire(ctx, i%2 == 0, "wait")
+				_, _, _ = newTestFile(t, db, protoDefault).acquire(ctx, i%2 == 0, "wait")
 			})
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -333,10 +333,10 @@ func TestLockTimeoutCancel(t *testing.T) {
 // 6. Goroutines: one File shared by goroutines and two fileLocks on one
 // path exclude each other (the race detector checks the plain counter).
 // Negative control: one *flock.Flock shared by goroutines does not.
-func TestLockGoroutines(t *testing.T) {
+func TestGoroutines(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "g.db")
 	for _, proto := range []Protocol{protoDefault, protoExclusiveOnly, protoPlain} {
-		l1, l2 := newTestFileLock(t, db, proto), newTestFileLock(t, db, proto)
+		l1, l2 := newTestFile(t, db, proto), newTestFile(t, db, proto)
 		counter, inside := 0, 0 // guarded by the lock only
 		var wg sync.WaitGroup
 		for g := range 6 {
@@ -409,12 +409,12 @@ func TestLockGoroutines(t *testing.T) {
 }
 
 // 7. Destroy race: RemoveFiles while others wait never lets two holders in.
-func TestLockDestroyRace(t *testing.T) {
+func TestDestroyRace(t *testing.T) {
 	run := func(t *testing.T, norecheck bool) int {
 		db := filepath.Join(t.TempDir(), "d.db")
-		var children []*lockRunningChild
+		var children []*runningChild
 		for range 4 {
-			children = append(children, startLockChild(t, lockChild{mode: "destroy", db: db,
+			children = append(children, startChild(t, helper{mode: "destroy", db: db,
 				args: map[string]string{"N": "80", "DESTROY": "2", "NORECHECK": map[bool]string{true: "1"}[norecheck]}}))
 		}
 		total := 0
@@ -438,11 +438,11 @@ func TestLockDestroyRace(t *testing.T) {
 }
 
 // The uncontended cost of acquire+release, per protocol and mode.
-func BenchmarkLockAcquire(b *testing.B) {
+func BenchmarkAcquire(b *testing.B) {
 	for _, proto := range []Protocol{protoTurnstile, protoExclusiveOnly, protoPlain} {
 		for _, exclusive := range []bool{false, true} {
 			b.Run(fmt.Sprintf("%v/exclusive=%v", proto, exclusive), func(b *testing.B) {
-				l := newTestFileLock(b, filepath.Join(b.TempDir(), "b.db"), proto)
+				l := newTestFile(b, filepath.Join(b.TempDir(), "b.db"), proto)
 				for b.Loop() {
 					release, _, err := l.acquire(context.Background(), exclusive, "bench")
 					if err != nil {

@@ -16,7 +16,7 @@ import (
 // away the group write bit that a store shared between users needs (T3);
 // root gives it the store's owner, so that root running maintenance does not
 // lock the owner out. It never truncates and never writes.
-func (l *File) prepare(path string, mayCreate bool) (lockKey, error) {
+func (l *File) prepare(path string, mayCreate bool) (fileKey, error) {
 	for range 10 {
 		fi, err := os.Lstat(path)
 		if l.FollowLinks {
@@ -24,16 +24,16 @@ func (l *File) prepare(path string, mayCreate bool) (lockKey, error) {
 		}
 		if err == nil {
 			if err := l.checkLockFile(path, fi); err != nil {
-				return lockKey{}, err
+				return fileKey{}, err
 			}
-			return lockKeyOf(path, fi), nil
+			return keyOf(path, fi), nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
-			return lockKey{}, l.openError(path, false, err)
+			return fileKey{}, l.openError(path, false, err)
 		}
 		dfi, err := os.Lstat(l.db)
 		if errors.Is(err, fs.ErrNotExist) && !mayCreate {
-			return lockKey{}, fmt.Errorf("%w: no store at %s", ErrNotExist, l.db)
+			return fileKey{}, fmt.Errorf("%w: no store at %s", ErrNotExist, l.db)
 		}
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|openNoFollow, l.mode)
 		if err == nil {
@@ -47,10 +47,10 @@ func (l *File) prepare(path string, mayCreate bool) (lockKey, error) {
 			continue
 		}
 		if !errors.Is(err, fs.ErrExist) {
-			return lockKey{}, l.openError(path, true, err)
+			return fileKey{}, l.openError(path, true, err)
 		}
 	}
-	return lockKey{}, fmt.Errorf("lock file %s keeps disappearing (something deletes it as soon as it is created)", path)
+	return fileKey{}, fmt.Errorf("lock file %s keeps disappearing (something deletes it as soon as it is created)", path)
 }
 
 // checkLockFile refuses (ErrUnsafePath) a lock or gate file that is not a
@@ -67,8 +67,8 @@ func (l *File) checkLockFile(path string, fi os.FileInfo) error {
 		return fmt.Errorf("%w: lock file %s is a symbolic link; psbase never follows one there (remove it)", ErrUnsafePath, path)
 	case !fi.Mode().IsRegular():
 		return fmt.Errorf("%w: lock file %s is not a regular file (%s); remove it", ErrUnsafePath, path, fi.Mode().Type())
-	case lockLinkCount(fi) > 1:
-		return fmt.Errorf("%w: lock file %s has %d names (a hard link to another file?); remove it", ErrUnsafePath, path, lockLinkCount(fi))
+	case linkCount(fi) > 1:
+		return fmt.Errorf("%w: lock file %s has %d names (a hard link to another file?); remove it", ErrUnsafePath, path, linkCount(fi))
 	}
 	uid, _, ok := fileOwner(fi)
 	if !ok || uid == 0 || uid == os.Geteuid() {
@@ -92,7 +92,7 @@ func (l *File) checkLockFile(path string, fi os.FileInfo) error {
 // openError classifies an error from creating (creating) or opening a lock
 // file: no permission or a read-only file system wraps ErrReadOnly.
 func (l *File) openError(path string, creating bool, err error) error {
-	if lockReadOnlyErr(err) {
+	if isReadOnly(err) {
 		if creating {
 			return fmt.Errorf("%w: cannot create lock file %s: the directory is not writable (a store there can be read once its lock file exists, not created or written): %w",
 				ErrReadOnly, path, err)
@@ -103,7 +103,7 @@ func (l *File) openError(path string, creating bool, err error) error {
 	return fmt.Errorf("lock file %s: %w", path, err)
 }
 
-// lockSameFile reports whether the file f has locked is still linked
+// sameFile reports whether the file f has locked is still linked
 // (nlink > 0 on fstat(fd)), and returns its identity. psbase removes lock
 // files only by unlinking them (RemoveFiles), and an unlinked inode keeps
 // nlink 0 forever, so a waiter that wakes up holding a removed file sees it
@@ -114,27 +114,27 @@ func (l *File) openError(path string, creating bool, err error) error {
 // fails checkLockFile is refused (ErrUnsafePath). gofrs' Locked() flags are
 // not consulted (T5): the kernel holds the truth and we only ever hold a lock
 // we just took.
-func (l *File) lockSameFile(f *flock.Flock, path string) (bool, lockKey, error) {
+func (l *File) sameFile(f *flock.Flock, path string) (bool, fileKey, error) {
 	fdInfo, err := f.Stat() // fstat on the locked descriptor
 	if err != nil {
-		return false, lockKey{}, fmt.Errorf("lock file %s: %w", path, err)
+		return false, fileKey{}, fmt.Errorf("lock file %s: %w", path, err)
 	}
-	if lockLinkCount(fdInfo) == 0 {
-		return false, lockKey{}, nil
+	if linkCount(fdInfo) == 0 {
+		return false, fileKey{}, nil
 	}
 	if err := l.checkLockFile(path, fdInfo); err != nil {
-		return false, lockKey{}, err
+		return false, fileKey{}, err
 	}
-	return true, lockKeyOf(path, fdInfo), nil
+	return true, keyOf(path, fdInfo), nil
 }
 
-// lockUnsafeFS maps the Linux statfs f_type magic numbers of file systems whose locks
+// unsafeFS maps the Linux statfs f_type magic numbers of file systems whose locks
 // cannot be trusted (T12) to their names (linux/magic.h and the file
 // systems' sources). Network file systems can lose locks when the server or
 // the lock daemon restarts, or fake them locally (NFS "local_lock", SMB
 // "nobrl"); FUSE (sshfs, gocryptfs, virtiofs...) and 9p pass flock to a user
 // space server or handle it locally only for this machine.
-var lockUnsafeFS = map[uint32]string{
+var unsafeFS = map[uint32]string{
 	0x6969:     "nfs",
 	0x517b:     "smb",
 	0xff534d42: "cifs",
@@ -152,6 +152,6 @@ var lockUnsafeFS = map[uint32]string{
 	0x47504653: "gpfs",
 }
 
-// lockFSName returns the name of an unsafe file system magic, or "" if it is
+// fsName returns the name of an unsafe file system magic, or "" if it is
 // not one.
-func lockFSName(magic uint32) string { return lockUnsafeFS[magic] }
+func fsName(magic uint32) string { return unsafeFS[magic] }

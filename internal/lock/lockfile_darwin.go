@@ -6,9 +6,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lockCheckFS reports whether dir is on a network or FUSE file system, whose
+// checkFS reports whether dir is on a network or FUSE file system, whose
 // locks cannot be trusted (T12), by the statfs f_fstypename.
-func lockCheckFS(dir string) (name string, unsafe bool) {
+func checkFS(dir string) (name string, unsafe bool) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
 		return "", false

@@ -2,12 +2,12 @@ package lock
 
 import "golang.org/x/sys/unix"
 
-// lockCheckFS reports whether dir is on a file system in lockUnsafeFS.
-func lockCheckFS(dir string) (name string, unsafe bool) {
+// checkFS reports whether dir is on a file system in unsafeFS.
+func checkFS(dir string) (name string, unsafe bool) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
 		return "", false
 	}
-	name = lockFSName(uint32(st.Type))
+	name = fsName(uint32(st.Type))
 	return name, name != ""
 }

@@ -11,14 +11,14 @@ const openNoFollow = 0
 
 func fileOwner(os.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }
 
-const lockRecordOffset = 0
+const recordOffset = 0
 
-func lockFileID(os.FileInfo) (dev, ino uint64, ok bool) { return 0, 0, false }
+func fileID(os.FileInfo) (dev, ino uint64, ok bool) { return 0, 0, false }
 
-func lockLinkCount(os.FileInfo) uint64 { return 1 }
+func linkCount(os.FileInfo) uint64 { return 1 }
 
-func lockReadOnlyErr(err error) bool { return errors.Is(err, os.ErrPermission) }
+func isReadOnly(err error) bool { return errors.Is(err, os.ErrPermission) }
 
-func lockCheckFS(dir string) (name string, unsafe bool) { return "", false }
+func checkFS(dir string) (name string, unsafe bool) { return "", false }
 
-func lockFileBusy(error) bool { return false }
+func fileBusy(error) bool { return false }

@@ -11,7 +11,7 @@ import (
 )
 
 // 8b. New: no file created, missing directory, unsupported FS table.
-func TestLockNewFileLock(t *testing.T) {
+func TestNew(t *testing.T) {
 	dir := t.TempDir()
 	l, err := New(filepath.Join(dir, "n.db"), Config{})
 	if err != nil {
@@ -50,7 +50,7 @@ func TestLockNewFileLock(t *testing.T) {
 	}
 }
 
-func TestLockUnsupportedFSTable(t *testing.T) {
+func TestUnsupportedFSTable(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("statfs magic numbers are Linux")
 	}
@@ -62,12 +62,12 @@ func TestLockUnsupportedFSTable(t *testing.T) {
 		{0x65735546, "fuse (incl. virtiofs)"}, {0x01021997, "9p"}, {0x00c36400, "ceph"},
 		{0xef53, ""}, {0x01021994, ""}, {0x58465342, ""}, {0x9123683e, ""}, {0x794c7630, ""}, // ext4, tmpfs, xfs, btrfs, overlayfs
 	} {
-		if got := lockFSName(c.magic); got != c.want {
+		if got := fsName(c.magic); got != c.want {
 			t.Errorf("fsName(%#x) = %q, want %q", c.magic, got, c.want)
 		}
 	}
 	// The test's own temp dir must be accepted.
-	if name, bad := lockCheckFS(t.TempDir()); bad {
+	if name, bad := checkFS(t.TempDir()); bad {
 		t.Skipf("temp dir is on %s", name)
 	}
 }

@@ -22,11 +22,11 @@ func fileOwner(fi os.FileInfo) (uid, gid int, ok bool) {
 	return 0, 0, false
 }
 
-// lockRecordOffset is where the holder record starts in the lock file.
-const lockRecordOffset = 0
+// recordOffset is where the holder record starts in the lock file.
+const recordOffset = 0
 
-// lockFileID returns the device and inode of fi.
-func lockFileID(fi os.FileInfo) (dev, ino uint64, ok bool) {
+// fileID returns the device and inode of fi.
+func fileID(fi os.FileInfo) (dev, ino uint64, ok bool) {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return 0, 0, false
@@ -34,18 +34,18 @@ func lockFileID(fi os.FileInfo) (dev, ino uint64, ok bool) {
 	return uint64(st.Dev), uint64(st.Ino), true
 }
 
-// lockLinkCount returns the number of names of fi; 0 once it has been removed.
-func lockLinkCount(fi os.FileInfo) uint64 {
+// linkCount returns the number of names of fi; 0 once it has been removed.
+func linkCount(fi os.FileInfo) uint64 {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		return uint64(st.Nlink)
 	}
 	return 1
 }
 
-// lockReadOnlyErr: we may not create or write the file.
-func lockReadOnlyErr(err error) bool {
+// isReadOnly: we may not create or write the file.
+func isReadOnly(err error) bool {
 	return errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EROFS)
 }
 
-// lockFileBusy: Unix removes open files.
-func lockFileBusy(error) bool { return false }
+// fileBusy: Unix removes open files.
+func fileBusy(error) bool { return false }

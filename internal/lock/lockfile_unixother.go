@@ -2,5 +2,5 @@
 
 package lock
 
-// lockCheckFS: no file system detection on this platform.
-func lockCheckFS(dir string) (name string, unsafe bool) { return "", false }
+// checkFS: no file system detection on this platform.
+func checkFS(dir string) (name string, unsafe bool) { return "", false }

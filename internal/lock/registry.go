@@ -9,10 +9,10 @@ import (
 	"sync"
 )
 
-// lockKey identifies a lock file for the in-process registry: device and
+// fileKey identifies a lock file for the in-process registry: device and
 // inode on Unix (a path can change its file, T2), the cleaned absolute path
 // where there are no inode numbers.
-type lockKey struct {
+type fileKey struct {
 	dev, ino uint64
 	path     string
 }
@@ -25,14 +25,14 @@ type lockKey struct {
 // It also gives the race detector the happens-before edge between holders,
 // which it cannot see through a file lock ("a redundant mutex", lockedfile).
 // Entries are reference counted and dropped when unused.
-var procLocks = &lockRegistry{m: make(map[lockKey]*procLock)}
+var procLocks = &registry{m: make(map[fileKey]*procLock)}
 
-type lockRegistry struct {
+type registry struct {
 	mu sync.Mutex
-	m  map[lockKey]*procLock
+	m  map[fileKey]*procLock
 }
 
-func (r *lockRegistry) get(k lockKey) *procLock {
+func (r *registry) get(k fileKey) *procLock {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := r.m[k]
@@ -44,13 +44,13 @@ func (r *lockRegistry) get(k lockKey) *procLock {
 	return p
 }
 
-func (r *lockRegistry) ref(p *procLock) {
+func (r *registry) ref(p *procLock) {
 	r.mu.Lock()
 	p.refs++
 	r.mu.Unlock()
 }
 
-func (r *lockRegistry) put(p *procLock) {
+func (r *registry) put(p *procLock) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p.refs--
@@ -64,7 +64,7 @@ func (r *lockRegistry) put(p *procLock) {
 // starved by a stream of readers inside one process either: once a writer
 // queues, later readers queue behind it.
 type procLock struct {
-	key  lockKey
+	key  fileKey
 	refs int // guarded by procLocks.mu
 
 	mu      sync.Mutex
@@ -164,14 +164,14 @@ func (p *procLock) waitToken(ctx context.Context) error {
 
 func (p *procLock) releaseToken() { <-p.token }
 
-// lockKeyOf returns the registry key of the lock file at path.
-func lockKeyOf(path string, fi os.FileInfo) lockKey {
-	if dev, ino, ok := lockFileID(fi); ok {
-		return lockKey{dev: dev, ino: ino}
+// keyOf returns the registry key of the lock file at path.
+func keyOf(path string, fi os.FileInfo) fileKey {
+	if dev, ino, ok := fileID(fi); ok {
+		return fileKey{dev: dev, ino: ino}
 	}
 	p := filepath.Clean(path)
 	if runtime.GOOS == "windows" {
 		p = strings.ToLower(p)
 	}
-	return lockKey{path: p}
+	return fileKey{path: p}
 }

@@ -11,7 +11,7 @@ import (
 
 // The in-process lock: FIFO, writers not starved, cancellation unblocks
 // those queued behind a cancelled writer.
-func TestLockProcLock(t *testing.T) {
+func TestProcLock(t *testing.T) {
 	p := &procLock{token: make(chan struct{}, 1)}
 	ctx := context.Background()
 	if err := p.lock(ctx, false); err != nil {

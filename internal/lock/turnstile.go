@@ -31,7 +31,7 @@ const (
 	protoPlain
 )
 
-// defaultProtocol is the measured choice (TestLockWriterStarvation; Linux 6.x,
+// defaultProtocol is the measured choice (TestWriterStarvation; Linux 6.x,
 // 2 cores, go test -race, 8 reader processes each looping {shared lock, hold
 // 3 ms, release}, one writer timing 5 exclusive acquisitions, 3 runs):
 //
@@ -44,7 +44,7 @@ const (
 // keeps readers overlapping (reads/s within ~5% of plain); exclusive-only
 // also bounds it, but serializes readers (~6x fewer reads/s here) and makes a
 // writer wait behind the whole queue. The price of the turnstile is one more
-// open and two more flock calls per acquisition (BenchmarkLockAcquire,
+// open and two more flock calls per acquisition (BenchmarkAcquire,
 // uncontended: shared 21 µs vs 12 µs plain), small against a bbolt open and
 // transaction (≥ 30 µs, ~300 µs with its syncs).
 const defaultProtocol = protoTurnstile
@@ -70,9 +70,9 @@ func (p Protocol) String() string {
 	return "protocol(" + strconv.Itoa(int(p)) + ")"
 }
 
-// lockHeld is one acquisition's kernel locks: the flock on the data lock file,
+// held is one acquisition's kernel locks: the flock on the data lock file,
 // a writer's turnstile gate, and the descriptor of the holder record.
-type lockHeld struct {
+type held struct {
 	data *flock.Flock
 	gate *flock.Flock // a writer's turnstile gate, released after data
 
@@ -83,7 +83,7 @@ type lockHeld struct {
 }
 
 // lockKernel takes the kernel lock(s) for pl's file in the wanted mode.
-func (l *File) lockKernel(ctx context.Context, pl *procLock, key lockKey, excl, mayCreate bool) (*lockHeld, error) {
+func (l *File) lockKernel(ctx context.Context, pl *procLock, key fileKey, excl, mayCreate bool) (*held, error) {
 	var gate *flock.Flock
 	if l.proto == protoTurnstile {
 		var err error
@@ -112,7 +112,7 @@ func (l *File) lockKernel(ctx context.Context, pl *procLock, key lockKey, excl, 
 		// A reader is through the turnstile: let the next one in.
 		if uerr := gate.Unlock(); uerr != nil && err == nil {
 			_ = data.Unlock()
-			return nil, lockErr(l.gatePath, uerr)
+			return nil, flockError(l.gatePath, uerr)
 		}
 		gate = nil
 	}
@@ -126,10 +126,10 @@ func (l *File) lockKernel(ctx context.Context, pl *procLock, key lockKey, excl, 
 	// lock free at once. Releasing the gate as soon as the data lock was
 	// taken woke each queued writer twice (gate, then data), which doubled
 	// the lock's CPU cost in a write storm.
-	return &lockHeld{data: data, gate: gate}, nil
+	return &held{data: data, gate: gate}, nil
 }
 
-func (h *lockHeld) unlock() error {
+func (h *held) unlock() error {
 	var errs []error
 	h.mu.Lock()
 	h.done = true
@@ -139,7 +139,7 @@ func (h *lockHeld) unlock() error {
 	defer h.mu.Unlock()
 	if h.rec != nil {
 		// Empty the record under the lock: an unheld lock file is empty.
-		if err := h.rec.Truncate(lockRecordOffset); err != nil {
+		if err := h.rec.Truncate(recordOffset); err != nil {
 			errs = append(errs, err)
 		}
 		if err := h.rec.Close(); err != nil {

@@ -10,10 +10,10 @@ import (
 	"github.com/gofrs/flock"
 )
 
-// lockErr classifies an error from flock itself (T11). EWOULDBLOCK never gets
+// flockError classifies an error from flock itself (T11). EWOULDBLOCK never gets
 // here (it is contention, handled by the callers) and EINTR is retried.
-func lockErr(path string, err error) error {
-	if lockUnsupportedErr(err) {
+func flockError(path string, err error) error {
+	if isUnsupported(err) {
 		return fmt.Errorf("%w: flock on %s: %w", ErrUnsupportedFS, path, err)
 	}
 	return fmt.Errorf("flock %s: %w", path, err)
@@ -26,7 +26,7 @@ func lockErr(path string, err error) error {
 // file the in-process lock is keyed by), FreeBSD flopen(3) style (T2).
 // readOnlyOK allows falling back to an O_RDONLY descriptor when the file
 // exists but is not writable by us.
-func (l *File) lockFile(ctx context.Context, pl *procLock, path string, want *lockKey, excl, readOnlyOK bool) (*flock.Flock, error) {
+func (l *File) lockFile(ctx context.Context, pl *procLock, path string, want *fileKey, excl, readOnlyOK bool) (*flock.Flock, error) {
 	// No O_CREATE: prepare made the file; O_NOFOLLOW|O_NONBLOCK: a link or
 	// FIFO put there since is refused below, never followed or waited on.
 	flags := os.O_RDWR | openNoFollow
@@ -35,8 +35,8 @@ func (l *File) lockFile(ctx context.Context, pl *procLock, path string, want *lo
 	}
 	for {
 		f := flock.New(path, flock.SetFlag(flags), flock.SetPermissions(l.mode))
-		ok, err := lockTry(f, excl)
-		if err != nil && readOnlyOK && flags&os.O_RDWR != 0 && lockReadOnlyErr(err) {
+		ok, err := tryLock(f, excl)
+		if err != nil && readOnlyOK && flags&os.O_RDWR != 0 && isReadOnly(err) {
 			flags = os.O_RDONLY | openNoFollow
 			if l.FollowLinks {
 				flags = os.O_RDONLY
@@ -52,10 +52,10 @@ func (l *File) lockFile(ctx context.Context, pl *procLock, path string, want *lo
 		if err != nil {
 			switch {
 			case !isOpenError(err):
-				return nil, lockErr(path, err)
+				return nil, flockError(path, err)
 			case errors.Is(err, fs.ErrNotExist):
 				// Removed since prepare (Destroy, a tmp cleaner): start over.
-				return nil, errLockStale
+				return nil, errStale
 			}
 			// A link, a directory... put there since prepare looked.
 			if fi, lerr := os.Lstat(path); lerr == nil {
@@ -68,7 +68,7 @@ func (l *File) lockFile(ctx context.Context, pl *procLock, path string, want *lo
 		if l.noRecheck {
 			return f, nil
 		}
-		same, key, err := l.lockSameFile(f, path)
+		same, key, err := l.sameFile(f, path)
 		if err != nil {
 			_ = f.Unlock()
 			return nil, err
@@ -77,7 +77,7 @@ func (l *File) lockFile(ctx context.Context, pl *procLock, path string, want *lo
 			_ = f.Unlock()
 			if want != nil {
 				// Re-key the in-process lock too: leave and start over.
-				return nil, errLockStale
+				return nil, errStale
 			}
 			continue
 		}
@@ -91,9 +91,9 @@ func isOpenError(err error) bool {
 	return errors.As(err, &pe) && pe.Op == "open"
 }
 
-// lockTry is one non-blocking attempt; EWOULDBLOCK is (false, nil).
+// tryLock is one non-blocking attempt; EWOULDBLOCK is (false, nil).
 // gofrs/flock opens the file in TryLock and closes it again on failure.
-func lockTry(f *flock.Flock, excl bool) (bool, error) {
+func tryLock(f *flock.Flock, excl bool) (bool, error) {
 	for {
 		var ok bool
 		var err error
@@ -102,16 +102,16 @@ func lockTry(f *flock.Flock, excl bool) (bool, error) {
 		} else {
 			ok, err = f.TryRLock()
 		}
-		if lockIsEINTR(err) {
+		if isEINTR(err) {
 			continue
 		}
 		return ok, err
 	}
 }
 
-// lockBlock waits in the kernel until f is locked. Blocked flock waiters are
+// blockingLock waits in the kernel until f is locked. Blocked flock waiters are
 // woken in arrival order, unlike polling (T9).
-func lockBlock(f *flock.Flock, excl bool) error {
+func blockingLock(f *flock.Flock, excl bool) error {
 	for {
 		var err error
 		if excl {
@@ -119,7 +119,7 @@ func lockBlock(f *flock.Flock, excl bool) error {
 		} else {
 			err = f.RLock()
 		}
-		if !lockIsEINTR(err) {
+		if !isEINTR(err) {
 			return err
 		}
 	}
@@ -141,7 +141,7 @@ func (l *File) waitLock(ctx context.Context, pl *procLock, f *flock.Flock, excl 
 	go func() {
 		defer procLocks.put(pl)
 		defer pl.releaseToken()
-		err := lockBlock(f, excl)
+		err := blockingLock(f, excl)
 		select {
 		case res <- err:
 		case <-ctx.Done():
@@ -154,7 +154,7 @@ func (l *File) waitLock(ctx context.Context, pl *procLock, f *flock.Flock, excl 
 	select {
 	case err := <-res:
 		if err != nil && !isOpenError(err) {
-			return lockErr(f.Path(), err)
+			return flockError(f.Path(), err)
 		}
 		return err // an open error is the caller's to classify
 	case <-ctx.Done():

@@ -7,6 +7,6 @@ import "errors"
 // On platforms without file locks gofrs/flock returns errors.ErrUnsupported,
 // which acquire reports as ErrUnsupportedFS.
 
-func lockIsEINTR(error) bool { return false }
+func isEINTR(error) bool { return false }
 
-func lockUnsupportedErr(err error) bool { return errors.Is(err, errors.ErrUnsupported) }
+func isUnsupported(err error) bool { return errors.Is(err, errors.ErrUnsupported) }

@@ -8,11 +8,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func lockIsEINTR(err error) bool { return errors.Is(err, unix.EINTR) }
+func isEINTR(err error) bool { return errors.Is(err, unix.EINTR) }
 
-// lockUnsupportedErr: the file system cannot lock (T11). ENOLCK is NFS without
+// isUnsupported: the file system cannot lock (T11). ENOLCK is NFS without
 // a lock daemon; ENOSYS/ENOTSUP/EOPNOTSUPP file systems without flock.
-func lockUnsupportedErr(err error) bool {
+func isUnsupported(err error) bool {
 	return errors.Is(err, unix.ENOLCK) || errors.Is(err, unix.ENOSYS) ||
 		errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) ||
 		errors.Is(err, errors.ErrUnsupported)
