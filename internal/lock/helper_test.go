@@ -292,3 +292,13 @@ func newTestFile(t testing.TB, db string, proto Protocol) *File {
 	}
 	return l
 }
+
+// acquire is Acquire for the tests: lock files may be created, and only
+// the release function is returned.
+func (l *File) acquire(ctx context.Context, exclusive bool, op string) (release func(), waited time.Duration, err error) {
+	g, waited, err := l.Acquire(ctx, exclusive, op, true)
+	if err != nil {
+		return nil, waited, err
+	}
+	return g.release, waited, nil
+}

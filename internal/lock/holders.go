@@ -1,5 +1,8 @@
 package lock
 
+// holders.go: who holds the lock: the record an exclusive holder writes into
+// the lock file, /proc/locks, the queue at the gate (T15, T21).
+
 import (
 	"bufio"
 	"bytes"

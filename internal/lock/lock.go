@@ -25,6 +25,9 @@
 // field for field.
 package lock
 
+// lock.go: the lock of one store (File), one acquisition through its three
+// layers (Acquire) and what it grants (Grant).
+
 import (
 	"context"
 	"errors"
@@ -126,20 +129,6 @@ func New(dbPath string, cfg Config) (*File, error) {
 	return l, nil
 }
 
-// acquire blocks until the lock is held in the wanted mode or ctx is done.
-// op names the operation for diagnostics. On ctx done it returns at once a
-// *TimeoutError; a kernel wait still in progress is abandoned to a helper
-// goroutine that drops the lock as soon as it gets it (T10). release must be
-// called exactly once; further calls are no-ops. waited is the time spent
-// waiting.
-func (l *File) acquire(ctx context.Context, exclusive bool, op string) (release func(), waited time.Duration, err error) {
-	g, waited, err := l.Acquire(ctx, exclusive, op, true)
-	if err != nil {
-		return nil, waited, err
-	}
-	return g.release, waited, nil
-}
-
 // Release releases the lock. It must be called exactly once; further calls
 // are no-ops.
 func (g *Grant) Release() { g.release() }
@@ -167,9 +156,14 @@ func (g *Grant) StillHeld() error {
 	return fmt.Errorf("%w: the lock file %s was deleted or replaced while this process held it, so other processes may have run at the same time", ErrUnknownOutcome, g.l.path)
 }
 
-// Acquire is acquire, returning the grant. mayCreate allows creating the
-// lock files when the database file does not exist (Create); otherwise a
-// missing store is ErrNotExist and no file is created (T22).
+// Acquire blocks until the lock is held in the wanted mode or ctx is done.
+// op names the operation for diagnostics. On ctx done it returns at once a
+// *TimeoutError; a kernel wait still in progress is abandoned to a helper
+// goroutine that drops the lock as soon as it gets it (T10). The grant's
+// Release must be called exactly once; further calls are no-ops. waited is
+// the time spent waiting. mayCreate allows creating the lock files when the
+// database file does not exist (Create); otherwise a missing store is
+// ErrNotExist and no file is created (T22).
 func (l *File) Acquire(ctx context.Context, exclusive bool, op string, mayCreate bool) (grant *Grant, waited time.Duration, err error) {
 	start := time.Now()
 	// With protoExclusiveOnly readers are writers, in-process too.
@@ -236,7 +230,7 @@ func (l *File) Acquire(ctx context.Context, exclusive bool, op string, mayCreate
 	}
 }
 
-// slowWait is the wait after which acquire logs "after a long wait".
+// slowWait is the wait after which Acquire logs "after a long wait".
 const slowWait = 100 * time.Millisecond
 
 // RemoveFiles removes the lock file and the gate file. The caller must hold

@@ -1,5 +1,11 @@
 package lock
 
+// lockfile.go: the lock and gate files themselves: created only beside a
+// store (T22) with the configured mode (T3), opened without following links
+// and checked to be single-named regular files of a trusted owner (T18,
+// T19), re-checked after locking (T2); and the file systems whose locks
+// cannot be trusted (T12).
+
 import (
 	"errors"
 	"fmt"

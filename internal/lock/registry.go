@@ -1,5 +1,8 @@
 package lock
 
+// registry.go: the in-process registry: one context-aware FIFO RW lock per
+// lock file, shared by every File of the process (T4, T10).
+
 import (
 	"context"
 	"os"

@@ -1,5 +1,8 @@
 package lock
 
+// turnstile.go: the protocols, and the kernel locks of one acquisition: the
+// gate <db>.gate, then the data lock <db>.lock (T8).
+
 import (
 	"context"
 	"errors"

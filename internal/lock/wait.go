@@ -1,5 +1,9 @@
 package lock
 
+// wait.go: the kernel waits: a flock on a new open file description, a
+// non-blocking try first, then a blocking wait that ctx can abandon (T9,
+// T10), with flock's errors classified (T11).
+
 import (
 	"context"
 	"errors"

@@ -5,7 +5,7 @@ package lock
 import "errors"
 
 // On platforms without file locks gofrs/flock returns errors.ErrUnsupported,
-// which acquire reports as ErrUnsupportedFS.
+// which Acquire reports as ErrUnsupportedFS.
 
 func isEINTR(error) bool { return false }
 
