@@ -330,7 +330,7 @@ func TestTimeoutCancel(t *testing.T) {
 	}
 }
 
-// 6. Goroutines: one File shared by goroutines and two fileLocks on one
+// 6. Goroutines: one File shared by goroutines and two Files on one
 // path exclude each other (the race detector checks the plain counter).
 // Negative control: one *flock.Flock shared by goroutines does not.
 func TestGoroutines(t *testing.T) {

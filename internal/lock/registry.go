@@ -21,9 +21,8 @@ type fileKey struct {
 }
 
 // procLocks, the registry, is the one piece of process-global state in psbase, and it must be
-
 // global: flock excludes open file descriptions, not goroutines, and two
-// Stores (or fileLocks) on one path in one process must exclude each other as
+// Stores (or Files) on one path in one process must exclude each other as
 // if they were two processes. It maps each lock file to its in-process RW lock.
 // It also gives the race detector the happens-before edge between holders,
 // which it cannot see through a file lock ("a redundant mutex", lockedfile).
