@@ -78,6 +78,9 @@ type File struct {
 	// noRecheck disables the flopen re-check after locking. Tests only: it
 	// is the negative control showing why the re-check is needed (T2).
 	noRecheck bool
+	// noDrain skips lockKernel's wait for an abandoned kernel wait (the
+	// negative control of TestAbandonedWaitGoesFirst). Tests only.
+	noDrain bool
 	// FollowLinks opens lock files as psbase once did: by path, following
 	// links, blocking, unchecked, the record written through the path.
 	// A test knob, exported for the root package's tests only (set before

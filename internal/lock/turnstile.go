@@ -87,6 +87,18 @@ type held struct {
 
 // lockKernel takes the kernel lock(s) for pl's file in the wanted mode.
 func (l *File) lockKernel(ctx context.Context, pl *procLock, key fileKey, excl, mayCreate bool) (*held, error) {
+	// A kernel wait that an earlier acquisition of this process abandoned
+	// (T10) may still be queued, holding the token: let it finish first.
+	// Trying the gate meanwhile could take the very lock that wait is
+	// queued for, and then wait for the token it holds — a deadlock with
+	// ourselves until our deadline (found by group commit, whose waiters
+	// abandon their acquisition as soon as a combiner did their write).
+	if !l.noDrain {
+		if err := pl.waitToken(ctx); err != nil {
+			return nil, err
+		}
+		pl.releaseToken()
+	}
 	var gate *flock.Flock
 	if l.proto == protoTurnstile {
 		var err error
