@@ -12,6 +12,7 @@ import (
 
 	"github.com/psbase/psbase/internal/boltkv"
 	"github.com/psbase/psbase/internal/kv"
+	"github.com/psbase/psbase/internal/lock"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -48,7 +49,7 @@ const compactTxSize = 64 << 20
 // not give it those (neither root nor the owner, or not in the file's group)
 // gets ErrReadOnly before anything is written.
 func (s *Store) Cleanup(ctx context.Context) (res CleanupResult, err error) {
-	err = s.locked(ctx, "cleanup", true, false, func(g *lockGrant) error {
+	err = s.locked(ctx, "cleanup", true, false, func(g *lock.Grant) error {
 		var err error
 		res, err = s.compact(g)
 		return err
@@ -61,7 +62,7 @@ func (s *Store) Cleanup(ctx context.Context) (res CleanupResult, err error) {
 }
 
 // compact does Cleanup's work; the exclusive lock is held.
-func (s *Store) compact(g *lockGrant) (res CleanupResult, err error) {
+func (s *Store) compact(g *lock.Grant) (res CleanupResult, err error) {
 	fi, err := os.Lstat(s.path)
 	if err != nil {
 		return res, statStore(s.path)
@@ -136,7 +137,7 @@ func (s *Store) compact(g *lockGrant) (res CleanupResult, err error) {
 	if s.cfg.weak.beforeRename != nil {
 		s.cfg.weak.beforeRename()
 	}
-	if err := g.stillHeld(); err != nil && !s.cfg.weak.noRenameCheck {
+	if err := fromLock(g.StillHeld()); err != nil && !s.cfg.weak.noRenameCheck {
 		return res, fmt.Errorf("Cleanup discarded its copy, the store is as it was: %w", err)
 	}
 	if !sameFile(src.file, s.path) {

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"runtime"
-	"strings"
-	"time"
 )
 
 // Sentinel errors. Every error returned by a Store or Tx method wraps exactly one
@@ -154,92 +152,3 @@ func classifyIOError(err error) error {
 func errorf(sentinel error, format string, args ...any) error {
 	return fmt.Errorf("%w: %s", sentinel, fmt.Sprintf(format, args...))
 }
-
-// LockHolder describes one process that holds, or waits for, a store's lock.
-type LockHolder struct {
-	PID       int  // process ID, 0 when unknown
-	Exclusive bool // exclusive (write) or shared (read)
-	Waiting   bool // true: blocked waiting for the lock, not holding it
-	// Gate: the entry is for the turnstile gate (<db>.gate), not the data
-	// lock. A gate holder is the writer next in line: every process that
-	// arrives after it waits behind it, so a stopped one blocks them all.
-	Gate    bool
-	Op      string    // the operation, when the holder recorded it
-	Host    string    // the host name, when recorded
-	Since   time.Time // when it took the lock, when recorded
-	Command string    // the process's command line, when the OS tells
-}
-
-func (h LockHolder) String() string {
-	var b strings.Builder
-	if h.PID > 0 {
-		fmt.Fprintf(&b, "pid %d", h.PID)
-	} else {
-		b.WriteString("unknown process")
-	}
-	if h.Command != "" {
-		fmt.Fprintf(&b, " (%s)", h.Command)
-	}
-	mode := "shared"
-	if h.Exclusive {
-		mode = "exclusive"
-	}
-	switch {
-	case h.Gate && h.Waiting:
-		b.WriteString(" waiting at the gate")
-	case h.Gate:
-		b.WriteString(" holding the gate (next writer in line)")
-	case h.Waiting:
-		fmt.Fprintf(&b, " waiting for %s", mode)
-	default:
-		fmt.Fprintf(&b, " holding %s", mode)
-	}
-	if h.Op != "" {
-		fmt.Fprintf(&b, " for %s", h.Op)
-	}
-	if !h.Since.IsZero() {
-		fmt.Fprintf(&b, " since %s", h.Since.Format(time.RFC3339Nano))
-	}
-	return b.String()
-}
-
-// LockTimeoutError is the concrete error behind ErrLockTimeout: which lock, in
-// which mode, for how long, and who held it when the wait was abandoned.
-type LockTimeoutError struct {
-	Path      string        // the lock file
-	Op        string        // the operation that waited
-	Exclusive bool          // the mode that was wanted
-	Waited    time.Duration // how long it waited
-	Holders   []LockHolder  // holders at the time of giving up (may be empty)
-	Err       error         // context.DeadlineExceeded or context.Canceled
-}
-
-func (e *LockTimeoutError) Error() string {
-	mode := "shared"
-	if e.Exclusive {
-		mode = "exclusive"
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "lock timeout: %s lock on %s not acquired after %s", mode, e.Path, e.Waited.Round(time.Millisecond))
-	if e.Err != nil {
-		fmt.Fprintf(&b, " (%v)", e.Err)
-	}
-	var held []string
-	for _, h := range e.Holders {
-		if !h.Waiting {
-			held = append(held, h.String())
-		}
-	}
-	if len(held) > 0 {
-		fmt.Fprintf(&b, "; held by %s", strings.Join(held, ", "))
-	} else {
-		b.WriteString("; holder unknown")
-	}
-	return b.String()
-}
-
-// Is reports ErrLockTimeout.
-func (e *LockTimeoutError) Is(target error) bool { return target == ErrLockTimeout }
-
-// Unwrap returns the context's error, so errors.Is(err, context.Canceled) works.
-func (e *LockTimeoutError) Unwrap() error { return e.Err }

@@ -60,6 +60,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/psbase/psbase/internal/boltkv"
+	"github.com/psbase/psbase/internal/lock"
 )
 
 // gcState is a Store's group-commit state.
@@ -255,12 +256,12 @@ var bucketRequests = []byte("requests")
 
 // combine applies own (or mine's operation) and every queued operation in
 // one transaction, publishes their results and releases g.
-func (s *Store) combine(g *lockGrant, own *gcOp, mine *gcMine) (*gcResult, error) {
+func (s *Store) combine(g *lock.Grant, own *gcOp, mine *gcMine) (*gcResult, error) {
 	released := false
 	release := func() {
 		if !released {
 			released = true
-			g.release()
+			g.Release()
 		}
 	}
 	defer release()
@@ -462,7 +463,7 @@ func (s *Store) combinerTx(h *boltFile) (*Tx, error) {
 
 // commitBatch writes the idempotency records and commits; the write is
 // acknowledged only if the lock and the file are still the store's (T20).
-func (s *Store) commitBatch(tx *Tx, g *lockGrant, h *boltFile, items []*gcItem) error {
+func (s *Store) commitBatch(tx *Tx, g *lock.Grant, h *boltFile, items []*gcItem) error {
 	need, wrote := false, false
 	for _, it := range items {
 		if !it.done && it.res != nil && it.res.err == nil {
@@ -519,7 +520,7 @@ func (s *Store) commitBatch(tx *Tx, g *lockGrant, h *boltFile, items []*gcItem) 
 	if s.cfg.weak.noCommitCheck {
 		return nil
 	}
-	if err := g.stillHeld(); err != nil {
+	if err := fromLock(g.StillHeld()); err != nil {
 		return err
 	}
 	return stillTheStore(s.path, h.file)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/psbase/psbase/internal/boltkv"
 	"github.com/psbase/psbase/internal/kv"
+	"github.com/psbase/psbase/internal/lock"
 )
 
 // boltFile is one opened bbolt handle and the descriptor bbolt got from
@@ -158,7 +159,7 @@ func (s *Store) beginLocal(ctx context.Context, op string, write bool) (kv.Tx, e
 	if err != nil {
 		return nil, err
 	}
-	release := g.release
+	release := g.Release
 	warm := !write && s.warmReads()
 	var h *boltFile
 	if warm {
@@ -194,7 +195,7 @@ type localTx struct {
 	boltkv.Tx
 	s       *Store
 	h       *boltFile
-	grant   *lockGrant
+	grant   *lock.Grant
 	release func()
 	warm    bool // h is the Store's kept read handle (warm.go)
 }
@@ -219,7 +220,7 @@ func (t *localTx) Commit() error {
 	write := t.BTx.Writable()
 	err := t.Tx.Commit()
 	if err == nil && write && !t.s.cfg.weak.noCommitCheck {
-		if err = t.grant.stillHeld(); err == nil {
+		if err = fromLock(t.grant.StillHeld()); err == nil {
 			err = stillTheStore(t.s.path, t.h.file)
 		}
 	}

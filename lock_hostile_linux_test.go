@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gofrs/flock"
+	"github.com/psbase/psbase/internal/lock"
 )
 
 // waitFor polls cond until it holds or 10 s pass (an event, not a delay).
@@ -120,7 +121,7 @@ func TestLockFileLinks(t *testing.T) {
 		if err := os.Symlink(victim, db+suffixLock); err != nil {
 			t.Fatal(err)
 		}
-		s.lock.followLinks = true
+		s.lock.FollowLinks = true
 		err := holdLong(s, func() bool {
 			b, _ := os.ReadFile(victim)
 			return strings.HasPrefix(string(b), "pid=")
@@ -278,7 +279,7 @@ func TestGateHolderNamed(t *testing.T) {
 		t.Errorf("the timeout does not name the gate holder %s: %v", pid, err)
 	}
 	fi, _ := os.Stat(db + suffixLock)
-	if sys, ok := lockSystemHolders(fi); !ok || len(sys) != 0 {
+	if sys, ok := lock.SystemHolders(fi); !ok || len(sys) != 0 {
 		t.Errorf("negative control: the data lock alone lists %v", sys)
 	}
 }
@@ -323,8 +324,7 @@ func TestCommitIntoReplacedStore(t *testing.T) {
 				// sA arrives now, like another process: it has not seen
 				// the old lock file (in one process the registry would
 				// make it wait for sB on the old file's identity).
-				sA.lock.key.Store(nil)
-				sA.lock.gateReady.Store(false)
+				sA.lock.Forget()
 				go func() {
 					var err error
 					id, err = sA.Insert(ctx, Values{"name": "acknowledged?"})

@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/psbase/psbase/internal/lock"
 )
 
 // DefaultLockTimeout is how long a method waits for the store's lock when its
@@ -30,7 +32,7 @@ type config struct {
 	create         []Field // Open: create with this schema when missing
 	logger         *slog.Logger
 	allowNetworkFS bool
-	protocol       lockProtocol
+	protocol       lock.Protocol
 	noSync         bool
 	lazyOpen       bool
 	noWarmReads    bool
@@ -44,8 +46,8 @@ type config struct {
 // weakness lists the checks a negative control can turn off, to show that
 // its test catches what they prevent.
 type weakness struct {
-	noCommitCheck  bool   // Commit acknowledges without stillHeld/stillTheStore (T20)
-	noRenameCheck  bool   // Cleanup renames without stillHeld (T20)
+	noCommitCheck  bool   // Commit acknowledges without StillHeld/stillTheStore (T20)
+	noRenameCheck  bool   // Cleanup renames without StillHeld (T20)
 	beforeRename   func() // called by Cleanup between copying and renaming
 	afterOpen      func() // called when the database file was opened
 	keepMap        bool   // an abandoned handle keeps its mapping (and bbolt's flock)

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/psbase/psbase/internal/lock"
 )
 
 // Store is a handle on a psbase store: one table of records in one bbolt
@@ -34,7 +36,7 @@ import (
 type Store struct {
 	path string
 	cfg  config
-	lock *fileLock
+	lock *lock.File
 	log  *slog.Logger
 
 	closed   atomic.Bool
@@ -69,7 +71,7 @@ func Create(ctx context.Context, path string, fields []Field, opts ...Option) (*
 	if err != nil {
 		return nil, wrapErr("create", real, err)
 	}
-	err = s.locked(ctx, "create", true, true, func(*lockGrant) error {
+	err = s.locked(ctx, "create", true, true, func(*lock.Grant) error {
 		return s.create(sch, cfg.overwrite)
 	})
 	if err != nil {
@@ -111,7 +113,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if createSchema != nil {
 		// Decide under the exclusive lock: the first process creates, the
 		// rest find the store there and only verify it.
-		err = s.locked(ctx, "open", true, true, func(*lockGrant) error {
+		err = s.locked(ctx, "open", true, true, func(*lock.Grant) error {
 			fi, err := os.Lstat(real)
 			if errors.Is(err, fs.ErrNotExist) || (err == nil && fi.Mode().IsRegular() && s.halfMade(fi)) {
 				return s.create(createSchema, false)
@@ -154,13 +156,14 @@ func statStore(path string) error {
 }
 
 func newStore(path string, cfg config) (*Store, error) {
-	lk, err := newFileLock(path, lockConfig{
+	lk, err := lock.New(path, lock.Config{
 		FileMode:       cfg.fileMode,
 		AllowNetworkFS: cfg.allowNetworkFS,
 		Logger:         cfg.logger,
 		Protocol:       cfg.protocol,
 	})
 	if err != nil {
+		err = fromLock(err)
 		if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrNotExist) {
 			err = fmt.Errorf("%w: directory %s: %w", ErrNotExist, filepath.Dir(path), err)
 		}
@@ -172,26 +175,26 @@ func newStore(path string, cfg config) (*Store, error) {
 
 // exclusive and shared run fn under the lock without opening the file.
 func (s *Store) exclusive(ctx context.Context, op string, fn func() error) error {
-	return s.locked(ctx, op, true, false, func(*lockGrant) error { return fn() })
+	return s.locked(ctx, op, true, false, func(*lock.Grant) error { return fn() })
 }
 
 func (s *Store) shared(ctx context.Context, op string, fn func() error) error {
-	return s.locked(ctx, op, false, false, func(*lockGrant) error { return fn() })
+	return s.locked(ctx, op, false, false, func(*lock.Grant) error { return fn() })
 }
 
 // locked runs fn holding the lock; mayCreate lets it create the lock files
 // of a store that does not exist yet (Create).
-func (s *Store) locked(ctx context.Context, op string, exclusive, mayCreate bool, fn func(*lockGrant) error) error {
+func (s *Store) locked(ctx context.Context, op string, exclusive, mayCreate bool, fn func(*lock.Grant) error) error {
 	g, err := s.acquire(ctx, op, exclusive, mayCreate)
 	if err != nil {
 		return err
 	}
-	defer g.release()
+	defer g.Release()
 	return fn(g)
 }
 
 // acquire takes the lock for op, bounded by the context and the lock timeout.
-func (s *Store) acquire(ctx context.Context, op string, exclusive, mayCreate bool) (*lockGrant, error) {
+func (s *Store) acquire(ctx context.Context, op string, exclusive, mayCreate bool) (*lock.Grant, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -206,10 +209,10 @@ func (s *Store) acquire(ctx context.Context, op string, exclusive, mayCreate boo
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.lockTimeout)
 		defer cancel()
 	}
-	g, waited, err := s.lock.acquireHeld(ctx, exclusive, op, mayCreate)
+	g, waited, err := s.lock.Acquire(ctx, exclusive, op, mayCreate)
 	s.lastWait.Store(int64(waited))
 	if err != nil {
-		return nil, err
+		return nil, fromLock(err)
 	}
 	if waited > time.Second {
 		s.logf(slog.LevelDebug, "waited for lock", "op", op, "waited", waited)
@@ -286,7 +289,7 @@ func (s *Store) Destroy(ctx context.Context) error {
 		_ = os.Remove(s.path + suffixCompact)
 		_ = os.Remove(s.path + suffixCreating)
 		_ = os.Remove(s.path + suffixQueue)
-		return s.lock.removeFiles()
+		return fromLock(s.lock.RemoveFiles())
 	})
 	if err != nil {
 		return wrapErr("destroy", s.path, err)

@@ -1,15 +1,14 @@
-package psbase
+package lock
 
 import (
-	"os"
 	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
-// lockCheckFS reports whether dir is on a network or FUSE file system, whose
+// checkFS reports whether dir is on a network or FUSE file system, whose
 // locks cannot be trusted (T12), by the statfs f_fstypename.
-func lockCheckFS(dir string) (name string, unsafe bool) {
+func checkFS(dir string) (name string, unsafe bool) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
 		return "", false
@@ -23,6 +22,3 @@ func lockCheckFS(dir string) (name string, unsafe bool) {
 	}
 	return name, false
 }
-
-// lockSystemHolders: macOS does not list flock holders.
-func lockSystemHolders(os.FileInfo) ([]LockHolder, bool) { return nil, false }

@@ -1,4 +1,4 @@
-package psbase
+package lock
 
 import (
 	"errors"
@@ -9,36 +9,35 @@ import (
 	"golang.org/x/sys/windows"
 )
 
-// lockRecordOffset is where the holder record starts in the lock file. On
+// openNoFollow: Windows has no O_NOFOLLOW; Go's open does not follow
+// reparse points into another file for regular files, and FIFOs do not exist.
+const openNoFollow = 0
+
+// fileOwner: Windows files have no uid/gid.
+func fileOwner(os.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }
+
+// recordOffset is where the holder record starts in the lock file. On
 // Windows gofrs/flock locks byte 0 with LockFileEx, and byte-range locks are
 // mandatory: nobody else may read or write the locked byte, so the record
 // starts after it.
-const lockRecordOffset = 1
+const recordOffset = 1
 
-// lockFileID: the registry is keyed by the cleaned absolute path on Windows.
-func lockFileID(os.FileInfo) (dev, ino uint64, ok bool) { return 0, 0, false }
+// fileID: the registry is keyed by the cleaned absolute path on Windows.
+func fileID(os.FileInfo) (dev, ino uint64, ok bool) { return 0, 0, false }
 
-// lockLinkCount: a file open elsewhere cannot be removed on Windows (Go opens
+// linkCount: a file open elsewhere cannot be removed on Windows (Go opens
 // without FILE_SHARE_DELETE), so a locked file always has its name.
-func lockLinkCount(os.FileInfo) uint64 { return 1 }
+func linkCount(os.FileInfo) uint64 { return 1 }
 
-func lockIsEINTR(error) bool { return false }
-
-func lockUnsupportedErr(err error) bool {
-	return errors.Is(err, windows.ERROR_NOT_SUPPORTED) ||
-		errors.Is(err, windows.ERROR_INVALID_FUNCTION) ||
-		errors.Is(err, errors.ErrUnsupported)
-}
-
-func lockReadOnlyErr(err error) bool {
+func isReadOnly(err error) bool {
 	return errors.Is(err, windows.ERROR_ACCESS_DENIED) ||
 		errors.Is(err, windows.ERROR_WRITE_PROTECT) ||
 		errors.Is(err, os.ErrPermission)
 }
 
-// lockCheckFS reports whether dir is on a remote (SMB) drive, whose locks cannot
+// checkFS reports whether dir is on a remote (SMB) drive, whose locks cannot
 // be trusted (T12).
-func lockCheckFS(dir string) (name string, unsafe bool) {
+func checkFS(dir string) (name string, unsafe bool) {
 	vol := filepath.VolumeName(dir)
 	if strings.HasPrefix(vol, `\\`) && !strings.HasPrefix(vol, `\\?\`) && !strings.HasPrefix(vol, `\\.\`) {
 		return "remote share " + vol, true
@@ -56,11 +55,8 @@ func lockCheckFS(dir string) (name string, unsafe bool) {
 	return "", false
 }
 
-// lockSystemHolders: Windows does not list lock holders.
-func lockSystemHolders(os.FileInfo) ([]LockHolder, bool) { return nil, false }
-
-// lockFileBusy: the file is open elsewhere (Go opens files without
+// fileBusy: the file is open elsewhere (Go opens files without
 // FILE_SHARE_DELETE), so it cannot be removed.
-func lockFileBusy(err error) bool {
+func fileBusy(err error) bool {
 	return errors.Is(err, windows.ERROR_SHARING_VIOLATION) || errors.Is(err, windows.ERROR_ACCESS_DENIED)
 }

@@ -1,6 +1,6 @@
 //go:build unix
 
-package psbase
+package lock
 
 import (
 	"errors"
@@ -15,7 +15,7 @@ import (
 // 8a. Unwritable directory and read-only lock file, as an unprivileged user.
 // Root ignores permissions, so when running as root the check runs in a
 // child process with the credentials of "nobody".
-func TestLockUnwritable(t *testing.T) {
+func TestUnwritable(t *testing.T) {
 	// A world-readable copy of the test binary in a world-readable directory.
 	base, err := os.MkdirTemp("", "psbase-lock-perm-")
 	if err != nil {
@@ -40,7 +40,7 @@ func TestLockUnwritable(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := func(db string) map[string]string {
-		cmd := lockCommand(t, lockChild{mode: "perm", db: db})
+		cmd := command(t, helper{mode: "perm", db: db})
 		if os.Geteuid() == 0 {
 			exe := filepath.Join(base, "psbase-lock.test")
 			if _, err := os.Stat(exe); err != nil && os.Link(os.Args[0], exe) != nil {
