@@ -183,7 +183,27 @@ func checkLogical(btx kv.Tx, rep *CheckReport) error {
 		rep.add(0, "", "ID sequence %d is below the largest ID %d (IDs would be reused)", seq, maxID)
 	}
 	checkIndexes(btx, sch, format, rep)
+	checkRequests(btx, rep)
 	return nil
+}
+
+// checkRequests checks group commit's idempotency records (format 3): each
+// a queue ID and slot, and a request ID with a result that decodes.
+func checkRequests(btx kv.Tx, rep *CheckReport) {
+	reqs := btx.Bucket(bucketRequests)
+	if reqs == nil {
+		return
+	}
+	c := reqs.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if len(k) != 18 || len(v) < 16 {
+			rep.add(0, "", "group-commit record %x: wrong size (key %d, value %d bytes)", k, len(k), len(v))
+			continue
+		}
+		if _, err := decodeResult(v[16:]); err != nil {
+			rep.add(0, "", "group-commit record %x: the result does not decode", k)
+		}
+	}
 }
 
 // recordCause trims "store is corrupt: record N: " from a record's error,

@@ -17,7 +17,7 @@ import (
 // on, a store also records the oldest format a reader and a writer must know
 // (min_read, min_write): a store whose minimum is newer than FormatVersion is
 // refused, unchanged, with ErrNewerFormat.
-const FormatVersion = 2
+const FormatVersion = 3
 
 // Bucket and key names of the on-disk format (see FORMAT.md). A psbase file
 // is a plain bbolt file: bbolt's own `bbolt check` works on it.
@@ -25,6 +25,10 @@ var (
 	bucketMeta    = []byte("psbase")  // format, schema, count, created
 	bucketRecords = []byte("records") // idKey(ID) → encodeRecord(...)
 	bucketIndexes = []byte("indexes") // one sub-bucket per indexed field
+	// bucketRequests holds group commit's idempotency records (format 3):
+	// queue ID ‖ slot → request ID ‖ result. Created by the first combined
+	// write; absent in a store that never combined.
+	bucketRequests = []byte("requests")
 
 	keyFormat   = []byte("format")    // uint32 big-endian: FormatVersion
 	keySchema   = []byte("schema")    // msgpack of schema
@@ -36,7 +40,10 @@ var (
 
 // The minimum versions this psbase writes into a store of FormatVersion:
 // format 2 changed the record checksum, so a format-1 psbase can neither
-// read nor write it.
+// read nor write it. Format 3 only adds the group-commit bucket "requests",
+// which a format-2 psbase neither reads nor writes (its Cleanup copies it
+// with every other bucket), so it may still read and write a format-3
+// store.
 const (
 	minReadVersion  = 2
 	minWriteVersion = 2

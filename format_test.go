@@ -238,7 +238,7 @@ func TestFormatCRCCoversID(t *testing.T) {
 		t.Errorf("negative control: format 1 should accept the moved record (its CRC ignores the ID), got %+v %v", r, err)
 	}
 
-	// Upgrade: a sound format 1 store becomes format 2 by Cleanup, records intact.
+	// Upgrade: a sound format 1 store becomes the newest format by Cleanup, records intact.
 	up := filepath.Join(dir, "up.db")
 	handStore(t, up, 1, 0, 0)
 	s, _ := Open(ctx, up)
@@ -248,8 +248,8 @@ func TestFormatCRCCoversID(t *testing.T) {
 	}
 	st, _ := s.Stats(ctx)
 	after, _ := s.Select(ctx, Query{})
-	if st.FormatVersion != 2 || len(after) != len(before) {
-		t.Fatalf("after Cleanup: format %d, %d records (want 2, %d)", st.FormatVersion, len(after), len(before))
+	if st.FormatVersion != FormatVersion || len(after) != len(before) {
+		t.Fatalf("after Cleanup: format %d, %d records (want %d, %d)", st.FormatVersion, len(after), FormatVersion, len(before))
 	}
 	for i := range before {
 		if before[i].ID != after[i].ID || before[i].Version != after[i].Version || before[i].Values["name"] != after[i].Values["name"] {
@@ -272,10 +272,10 @@ func TestNewerFormatRefused(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	p := filepath.Join(dir, "newer.db")
-	handStore(t, p, 3, 3, 3)
+	handStore(t, p, FormatVersion+1, FormatVersion+1, FormatVersion+1)
 	h := fileHash(t, p)
 	if _, err := Open(ctx, p); !errors.Is(err, ErrNewerFormat) || errors.Is(err, ErrCorrupt) {
-		t.Errorf("Open of a format 3 store needing format 3: %v, want ErrNewerFormat only", err)
+		t.Errorf("Open of a newer store needing a newer psbase: %v, want ErrNewerFormat only", err)
 	}
 	s, err := Open(ctx, p, WithLazyOpen())
 	if err != nil {
@@ -292,17 +292,17 @@ func TestNewerFormatRefused(t *testing.T) {
 	}
 
 	q := filepath.Join(dir, "readable.db")
-	handStore(t, q, 3, 2, 3)
+	handStore(t, q, FormatVersion+1, FormatVersion, FormatVersion+1)
 	h = fileHash(t, q)
 	s, err = Open(ctx, q)
 	if err != nil {
-		t.Fatalf("a format 3 store readable by format 2: %v", err)
+		t.Fatalf("a newer store readable by this format: %v", err)
 	}
 	if _, err := s.Get(ctx, 1); err != nil {
 		t.Errorf("read: %v", err)
 	}
 	if _, err := s.Insert(ctx, Values{"name": "x"}); !errors.Is(err, ErrNewerFormat) {
-		t.Errorf("write into a store needing a format 3 writer: %v", err)
+		t.Errorf("write into a store needing a newer writer: %v", err)
 	}
 	if fileHash(t, q) != h {
 		t.Error("the store was changed")

@@ -385,25 +385,57 @@ type gcTook struct {
 	slot    int
 	req     [16]byte
 	payload []byte
+	dead    bool // its owner died: apply it only if a dead combiner already did (its record)
+}
+
+// ownerAlive reports whether a live process owns slot (holds its OFD
+// lock): this queue itself, or another descriptor.
+func (q *gcQueue) ownerAlive(slot int) bool {
+	q.mu.Lock()
+	_, mine := q.owned[slot]
+	q.mu.Unlock()
+	if mine {
+		return true
+	}
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: int64(slot), Len: 1}
+	if err := unix.FcntlFlock(q.f.Fd(), unix.F_OFD_GETLK, &lk); err != nil {
+		return true // cannot tell: assume alive, as before liveness checks
+	}
+	return lk.Type != unix.F_UNLCK
 }
 
 // takeAll takes every SUBMITTED slot, and every TAKEN one (its combiner
 // died: whoever holds the lock is the only one that moves slots out of
 // SUBMITTED or TAKEN, and a combiner publishes all it took before it
 // releases the lock). The store's exclusive lock is held.
+//
+// A request whose submitter died before it was taken is dropped, never
+// applied: a killed process's write then exists only if a combiner had
+// taken it before the kill, not at some later time nobody waits for (a
+// restarted process that found it missing and wrote again would see it
+// doubled). A TAKEN one whose submitter died is returned marked dead: the
+// caller applies it only if its record shows a dead combiner committed it.
 func (q *gcQueue) takeAll(pid int) (taken []gcTook, ok bool) {
 	ok = q.safely(func() {
 		for i := range gcqSlots {
 			w := q.word(i, sState)
 			st := atomic.LoadUint32(w)
-			if st == gcSubmitted && atomic.CompareAndSwapUint32(w, gcSubmitted, gcTaken) {
-				st = gcTaken
-			} else if st != gcTaken {
+			if st != gcSubmitted && st != gcTaken {
 				continue
+			}
+			alive := q.ownerAlive(i)
+			if st == gcSubmitted {
+				if !alive {
+					atomic.CompareAndSwapUint32(w, gcSubmitted, gcFree)
+					continue
+				}
+				if !atomic.CompareAndSwapUint32(w, gcSubmitted, gcTaken) {
+					continue // withdrawn meanwhile
+				}
 			}
 			atomic.StoreUint32(q.word(i, sTakenBy), uint32(pid))
 			b := q.slotBytes(i)
-			t := gcTook{slot: i}
+			t := gcTook{slot: i, dead: !alive}
 			copy(t.req[:], b[sReqID:sReqID+16])
 			if n := int(binary.LittleEndian.Uint32(b[sLen:])); n <= gcPayloadMax {
 				t.payload = bytes.Clone(b[sData : sData+n])

@@ -252,8 +252,6 @@ type gcItem struct {
 	record bool // an idempotency record is written for it
 }
 
-var bucketRequests = []byte("requests")
-
 // combine applies own (or mine's operation) and every queued operation in
 // one transaction, publishes their results and releases g.
 func (s *Store) combine(g *lock.Grant, own *gcOp, mine *gcMine) (*gcResult, error) {
@@ -315,6 +313,10 @@ func (s *Store) combine(g *lock.Grant, own *gcOp, mine *gcMine) (*gcResult, erro
 					items = append(items, it)
 					continue
 				}
+			}
+			if t.dead {
+				q.free(t.slot) // its submitter died before anyone applied it
+				continue
 			}
 			op, err := decodeOp(t.payload)
 			if err != nil {
