@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"math"
 	"os"
@@ -314,32 +315,9 @@ func TestNewerFormatRefused(t *testing.T) {
 const formatOneCommit = "fe991cb"
 
 // TestOlderPsbaseOnNewerStore builds the format 1 release's CLI from the
-// repository's history and runs it on a format 2 store.
+// repository's history and runs it on a store of the newest format.
 func TestOlderPsbaseOnNewerStore(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds an older psbase from git history")
-	}
-	git, err := exec.LookPath("git")
-	if err != nil {
-		t.Skip("no git: cannot build the older release")
-	}
-	if err := exec.Command(git, "cat-file", "-e", formatOneCommit+"^{commit}").Run(); err != nil {
-		t.Skipf("commit %s is not in this checkout's history (a shallow clone?)", formatOneCommit)
-	}
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	os.MkdirAll(src, 0o755)
-	arch := exec.Command("sh", "-c", git+" archive "+formatOneCommit+" | tar -x -C "+src)
-	if out, err := arch.CombinedOutput(); err != nil {
-		t.Fatalf("git archive: %v\n%s", err, out)
-	}
-	bin := filepath.Join(dir, "psbase-v1")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/psbase")
-	build.Dir = src
-	build.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building psbase %s: %v\n%s", formatOneCommit, err, out)
-	}
+	bin, dir := buildRelease(t, formatOneCommit)
 	db := filepath.Join(dir, "new.db")
 	s, err := Create(context.Background(), db, []Field{{Name: "name", Type: String}})
 	if err != nil {
@@ -350,11 +328,101 @@ func TestOlderPsbaseOnNewerStore(t *testing.T) {
 	for _, args := range [][]string{{"get", db, "1"}, {"insert", db, "name=y"}, {"cleanup", db}} {
 		out, err := exec.Command(bin, args...).CombinedOutput()
 		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 7 || !strings.Contains(string(out), "format version 2 is not supported") {
-			t.Errorf("psbase %s %v: %v\n%s\nwant exit 7 and 'format version 2 is not supported'", formatOneCommit, args, err, out)
+		want := fmt.Sprintf("format version %d is not supported", FormatVersion)
+		if !errors.As(err, &ee) || ee.ExitCode() != 7 || !strings.Contains(string(out), want) {
+			t.Errorf("psbase %s %v: %v\n%s\nwant exit 7 and %q", formatOneCommit, args, err, out, want)
 		}
 	}
 	if fileHash(t, db) != h {
 		t.Error("the older psbase changed the newer store")
 	}
+}
+
+// formatTwoCommit is the last release of format 2: format 3 only added the
+// group-commit bucket "requests", so its psbase reads and writes a format 3
+// store, and its Cleanup keeps the bucket (FORMAT.md).
+const formatTwoCommit = "83efb6b"
+
+// TestFormatTwoPsbaseOnFormatThreeStore: the format 2 release's CLI reads,
+// writes, checks and compacts a format 3 store that group commit wrote,
+// and afterwards this psbase finds it sound, its requests bucket kept.
+func TestFormatTwoPsbaseOnFormatThreeStore(t *testing.T) {
+	if !groupCommitSupported {
+		t.Skip("group commit is Linux only")
+	}
+	bin, dir := buildRelease(t, formatTwoCommit)
+	ctx := context.Background()
+	db := filepath.Join(dir, "v3.db")
+	s, err := Create(ctx, db, []Field{{Name: "name", Type: String}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first insert makes the queue; the next ones travel through it
+	// and leave their idempotency records.
+	for range 4 {
+		if _, err := s.Insert(ctx, Values{"name": "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hasRequests := func() bool {
+		found := false
+		bdb, err := bolt.Open(db, 0o644, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bdb.Close()
+		bdb.View(func(tx *bolt.Tx) error { found = tx.Bucket(bucketRequests) != nil; return nil })
+		return found
+	}
+	if st, _ := s.Stats(ctx); st.FormatVersion != 3 {
+		t.Fatalf("format %d", st.FormatVersion)
+	}
+	if !hasRequests() {
+		t.Fatal("writes through the queue left no requests bucket")
+	}
+	for _, args := range [][]string{{"get", db, "1"}, {"insert", db, "name=y"}, {"check", db}, {"cleanup", db}, {"count", db}} {
+		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Errorf("psbase %s %v: %v\n%s", formatTwoCommit, args, err, out)
+		}
+	}
+	if rep, err := s.Check(ctx); err != nil || !rep.OK() {
+		t.Errorf("Check after the format 2 psbase: %v %v", err, rep.Problems)
+	}
+	if n, _ := s.Len(ctx); n != 5 {
+		t.Errorf("%d records, want 5", n)
+	}
+	if !hasRequests() {
+		t.Error("the format 2 psbase's Cleanup dropped the requests bucket")
+	}
+}
+
+// buildRelease builds the CLI of an older commit from the repository's
+// history, into a temporary directory it returns too.
+func buildRelease(t *testing.T, commit string) (bin, dir string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds an older psbase from git history")
+	}
+	git, err := exec.LookPath("git")
+	if err != nil {
+		t.Skip("no git: cannot build the older release")
+	}
+	if err := exec.Command(git, "cat-file", "-e", commit+"^{commit}").Run(); err != nil {
+		t.Skipf("commit %s is not in this checkout's history (a shallow clone?)", commit)
+	}
+	dir = t.TempDir()
+	src := filepath.Join(dir, "src")
+	os.MkdirAll(src, 0o755)
+	arch := exec.Command("sh", "-c", git+" archive "+commit+" | tar -x -C "+src)
+	if out, err := arch.CombinedOutput(); err != nil {
+		t.Fatalf("git archive: %v\n%s", err, out)
+	}
+	bin = filepath.Join(dir, "psbase-"+commit)
+	build := exec.Command("go", "build", "-o", bin, "./cmd/psbase")
+	build.Dir = src
+	build.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building psbase %s: %v\n%s", commit, err, out)
+	}
+	return bin, dir
 }

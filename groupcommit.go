@@ -303,7 +303,7 @@ func (s *Store) combine(g *lock.Grant, own *gcOp, mine *gcMine) (*gcResult, erro
 			if mine != nil && q == mine.q && t.slot == mine.slot && t.req == mine.req {
 				mineItem = it
 			}
-			if reqs != nil {
+			if reqs != nil && !s.cfg.weak.gcNoRecords {
 				if rec := reqs.Get(requestKey(q.qid, t.slot)); len(rec) >= 16 && bytes.Equal(rec[:16], t.req[:]) {
 					res, err := decodeResult(rec[16:])
 					if err != nil {
@@ -348,6 +348,15 @@ func (s *Store) combine(g *lock.Grant, own *gcOp, mine *gcMine) (*gcResult, erro
 	if own != nil {
 		mineItem = items[0]
 	}
+	others := 0
+	for _, it := range items {
+		if it.q != nil && it != mineItem {
+			others++
+		}
+	}
+	if s.cfg.weak.gcStage != nil {
+		s.cfg.weak.gcStage("taken", others)
+	}
 
 	// Apply, redoing without an operation that failed after writing.
 	var commitErr error
@@ -378,6 +387,9 @@ func (s *Store) combine(g *lock.Grant, own *gcOp, mine *gcMine) (*gcResult, erro
 		}
 		if !redo {
 			commitErr = s.commitBatch(tx, g, h, items)
+			if commitErr == nil && s.cfg.weak.gcStage != nil {
+				s.cfg.weak.gcStage("committed", others)
+			}
 			break
 		}
 		_ = tx.finish(false)

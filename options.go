@@ -53,6 +53,12 @@ type weakness struct {
 	keepMap        bool   // an abandoned handle keeps its mapping (and bbolt's flock)
 	noWarmSize     bool   // the kept read handle is used after the file grew (warm.go, 3)
 	noWarmIdentity bool   // the kept read handle is used after the file was replaced (warm.go, 3)
+	gcNoRecords    bool   // the combiner ignores idempotency records (groupcommit.go, 3)
+	// gcStage is called by a combiner at "taken" (slots taken, nothing
+	// applied) and "committed" (committed, nothing published), with the
+	// number of other processes' operations in the batch: tests kill or
+	// stop the combiner there.
+	gcStage func(stage string, others int)
 }
 
 func newConfig(opts []Option) config {

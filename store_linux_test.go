@@ -111,6 +111,10 @@ func TestStoreHelperProcess(t *testing.T) {
 		// recursive Skip on nesting psbase's bounded reader refuses.
 		dec := msgpack.NewDecoder(bytes.NewReader(deepNesting(6_000_000)))
 		fmt.Println("skip:", dec.Skip())
+	case "gc-insert":
+		gcChild(ctx, db) // TestGroupCommitCombinerKilled
+	case "gc-stop":
+		gcStopChild(ctx, db) // TestGroupCommitDeadline
 	case "crashloop", "crashloop-weak":
 		crashLoopChild(ctx, db, mode == "crashloop-weak") // TestWritePathsKilled
 	case "create-overwrite", "create-open-create", "create-create":
