@@ -480,32 +480,56 @@ const (
 // combiner killed after publishing and before its wake-up is noticed then.
 const gcSafetyNet = 50 * time.Millisecond
 
-// watch waits until slot holds req's result, then calls done; it returns
-// when ctx ends. The sequence word is read before the slot: a wake-up that
-// comes between the two makes the futex wait return at once.
-func (q *gcQueue) watch(ctx context.Context, slot int, req [16]byte, done func()) {
-	old := debug.SetPanicOnFault(true)
-	defer debug.SetPanicOnFault(old)
-	for ctx.Err() == nil {
-		var seq uint32
-		if !q.safely(func() { seq = atomic.LoadUint32(q.seqWord()) }) {
-			done()
-			return
-		}
-		if st, mine := q.state(slot, req); st == gcDone && mine {
-			done()
-			return
-		}
-		wait := gcSafetyNet
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			wait = max(time.Until(dl), time.Millisecond)
-		}
-		ts := unix.NsecToTimespec(int64(wait))
-		q.safely(func() {
-			_, _, _ = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(q.seqWord())), futexWait, uintptr(seq),
-				uintptr(unsafe.Pointer(&ts)), 0, 0)
-		})
+// seq reads the futex word (false: the mapping failed). It is read before
+// the slot is looked at: a wake-up that comes between the two makes the
+// wait return at once.
+func (q *gcQueue) seq() (v uint32, ok bool) {
+	ok = q.safely(func() { v = atomic.LoadUint32(q.seqWord()) })
+	return v, ok
+}
+
+// wait sleeps until the futex word moves from seq, the safety net passes
+// or ctx ends.
+func (q *gcQueue) wait(ctx context.Context, seq uint32) {
+	wait := gcSafetyNet
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, max(time.Until(dl), 100*time.Microsecond))
 	}
+	ts := unix.NsecToTimespec(int64(wait))
+	q.safely(func() {
+		_, _, _ = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(q.seqWord())), futexWait, uintptr(seq),
+			uintptr(unsafe.Pointer(&ts)), 0, 0)
+	})
+}
+
+// anyQueued reports whether any slot is SUBMITTED or TAKEN (a combiner has
+// work).
+func (q *gcQueue) anyQueued() (any bool) {
+	q.safely(func() {
+		for i := range gcqSlots {
+			if st := atomic.LoadUint32(q.word(i, sState)); st == gcSubmitted || st == gcTaken {
+				any = true
+				return
+			}
+		}
+	})
+	return any
+}
+
+// ownPending reports whether a slot of this queue handle still holds a
+// request nobody finished.
+func (q *gcQueue) ownPending() (pending bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.safely(func() {
+		for i := range q.owned {
+			if st := atomic.LoadUint32(q.word(i, sState)); st == gcSubmitted || st == gcTaken {
+				pending = true
+				return
+			}
+		}
+	})
+	return pending
 }
 
 // sameFile reports whether the queue is still the file at its path.

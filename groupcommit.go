@@ -56,6 +56,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -68,7 +69,8 @@ type gcState struct {
 	mu    sync.Mutex
 	q     *gcQueue   // the queue submitters use, nil until one is open
 	old   []*gcQueue // queues replaced (a deleted queue file): closed by Close
-	tried bool       // a submitter looked for a queue and found none ready
+	waiting bool     // the Store's waiter runs (kick)
+	err     error    // its last attempt's error
 
 	batches, ops atomic.Uint64 // batches this Store's combiners committed, and the operations in them
 }
@@ -178,6 +180,13 @@ func (s *Store) submit(ctx context.Context, name string, op *gcOp) (*gcResult, e
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.lockTimeout)
 		defer cancel()
 	}
+	// The lock is free (a lone writer, or a quiet moment): take it and
+	// combine at once, with no queue round trip.
+	if !s.gc.busy() {
+		if g, ok, err := s.lock.TryAcquire(true, name); err == nil && ok {
+			return s.combine(g, op, nil)
+		}
+	}
 	q := s.gc.queue(s)
 	if q == nil {
 		// No queue yet: take the lock as any writer; the combiner makes
@@ -198,28 +207,98 @@ func (s *Store) submit(ctx context.Context, name string, op *gcOp) (*gcResult, e
 	if !q.publish(slot, req, payload) {
 		return nil, errNotCombinable
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	go q.watch(wctx, slot, req, cancel)
-	g, err := s.acquire(wctx, name, true, false)
-	cancel()
-	if err == nil {
-		return s.combine(g, nil, &gcMine{q: q, slot: slot, req: req, op: op})
-	}
-	if res, done := q.result(slot, req); done {
-		return s.directIfAsked(res)
+	start := time.Now()
+	s.gc.kick(s, q)
+	for {
+		seq, ok := q.seq()
+		if res, done := q.result(slot, req); done {
+			return s.directIfAsked(res)
+		}
+		if !ok {
+			break // the queue file failed under us
+		}
+		if werr := s.gc.waiterError(); werr != nil && q.withdraw(slot) {
+			return nil, werr // the lock could not be had (the store is gone...)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		q.wait(ctx, seq)
 	}
 	if q.withdraw(slot) {
-		return nil, err // nobody took it: not applied
-	}
-	// A combiner took it: wait for that batch, but never past ctx.
-	if ctx.Err() == nil && !q.broken.Load() {
-		q.watch(ctx, slot, req, func() {})
+		// Nobody took it: not applied.
+		if err := s.gc.waiterError(); err != nil && ctx.Err() == nil {
+			return nil, err
+		}
+		return nil, fromLock(s.lock.Timeout(ctx, true, name, start))
 	}
 	if res, done := q.result(slot, req); done {
 		return s.directIfAsked(res)
 	}
+	cause := context.Cause(ctx)
+	if cause == nil {
+		cause = errors.New("the queue file failed")
+	}
 	return nil, fmt.Errorf("%w: the %s (request %x) was taken by process %d to be committed with others, which had not finished when the wait ended (%v); it may or may not have been applied: read it back before retrying",
-		ErrUnknownOutcome, name, req[:6], q.takenBy(slot), context.Cause(ctx))
+		ErrUnknownOutcome, name, req[:6], q.takenBy(slot), cause)
+}
+
+// kick makes sure this Store has its waiter: the one goroutine that queues
+// for the store's writer lock on behalf of every request this Store has in
+// the queue, and combines when it gets the lock. One waiter per Store, never
+// abandoned while requests are pending: a waiter per request, abandoned as
+// soon as another process had combined it, would leave a kernel wait behind
+// per request (T23), and each would hold the lock once for nothing.
+func (g *gcState) kick(s *Store, q *gcQueue) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.waiting {
+		return
+	}
+	g.waiting = true
+	g.err = nil
+	go s.gcWaiter(q)
+}
+
+// busy reports whether this Store's waiter is queued for the lock (then a
+// new request joins the queue rather than trying to jump ahead of it).
+func (g *gcState) busy() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.waiting
+}
+
+// waiterError is the error of the waiter's last attempt at the lock, nil if
+// it succeeded or is still waiting.
+func (g *gcState) waiterError() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.err
+}
+
+// gcWaiter is a Store's waiter (see kick).
+func (s *Store) gcWaiter(q *gcQueue) {
+	for {
+		g, err := s.acquire(context.Background(), "combine", true, false)
+		if err == nil {
+			if q.anyQueued() {
+				_, _ = s.combine(g, nil, nil)
+			} else {
+				g.Release()
+			}
+		}
+		s.gc.mu.Lock()
+		s.gc.err = err
+		if err != nil || !q.ownPending() || s.closed.Load() {
+			s.gc.waiting = false
+			s.gc.mu.Unlock()
+			if err != nil {
+				q.wake() // the submitters learn the error
+			}
+			return
+		}
+		s.gc.mu.Unlock()
+	}
 }
 
 // directIfAsked turns a "run directly" result into errNotCombinable.
@@ -438,7 +517,7 @@ func (s *Store) combine(g *lock.Grant, own *gcOp, mine *gcMine) (*gcResult, erro
 	}
 	release()
 	if mineItem == nil || mineItem.res == nil {
-		return nil, errors.New("psbase: group commit lost its own operation") // cannot happen
+		return nil, nil // a waiter's batch: no operation of its own
 	}
 	return s.directIfAsked(mineItem.res)
 }

@@ -20,6 +20,7 @@ import (
 // The systems under test. See README.md for what each one is.
 const (
 	sysPsbase         = "psbase"
+	sysPsbasePerOp    = "psbase-per-op" // psbase WithoutGroupCommit and WithoutWarmReads: every operation alone
 	sysBoltTimeout    = "bbolt-timeout"
 	sysSeedPolling    = "seed-polling"
 	sysSQLiteWAL      = "sqlite-wal"
@@ -28,7 +29,7 @@ const (
 )
 
 // allSystems is the order systems appear in reports; rounds rotate it.
-var allSystems = []string{sysPsbase, sysBoltTimeout, sysSeedPolling, sysSQLiteWAL, sysSQLiteRollback, sysBoltHeld}
+var allSystems = []string{sysPsbase, sysPsbasePerOp, sysBoltTimeout, sysSeedPolling, sysSQLiteWAL, sysSQLiteRollback, sysBoltHeld}
 
 // waitLimit is every system's lock or busy timeout: psbase's default lock
 // timeout, bbolt's Options.Timeout, the seed lock's give-up time and
@@ -72,6 +73,12 @@ func openClient(ctx context.Context, sys, path string) (client, error) {
 			return nil, err
 		}
 		return &psbaseClient{s: s}, nil
+	case sysPsbasePerOp:
+		s, err := psbase.Open(ctx, path, psbase.WithoutGroupCommit(), psbase.WithoutWarmReads())
+		if err != nil {
+			return nil, err
+		}
+		return &psbaseClient{s: s, perOp: true}, nil
 	case sysBoltTimeout:
 		return &boltOpenClient{path: path}, nil
 	case sysSeedPolling:
@@ -116,7 +123,7 @@ func buildStore(ctx context.Context, sys, path string, records int) error {
 	removeStore(path)
 	const chunk = 50_000
 	switch sys {
-	case sysPsbase:
+	case sysPsbase, sysPsbasePerOp:
 		s, err := psbase.Create(ctx, path, fields, psbase.WithOverwrite())
 		if err != nil {
 			return err
@@ -199,7 +206,7 @@ func buildStore(ctx context.Context, sys, path string, records int) error {
 // counterValue returns field n of record id and the number of records.
 func counterValue(ctx context.Context, sys, path string, id uint64) (n int64, rows int, err error) {
 	switch sys {
-	case sysPsbase:
+	case sysPsbase, sysPsbasePerOp:
 		s, err := psbase.Open(ctx, path)
 		if err != nil {
 			return 0, 0, err
@@ -272,7 +279,13 @@ func boltValue(n int64, payload string) []byte {
 
 // ---- psbase ----
 
-type psbaseClient struct{ s *psbase.Store }
+// psbaseClient is psbase: by default its writes are combined across
+// processes (group commit) and its reads keep a handle (warm reads); with
+// perOp every operation is alone (the store's counter increments as a Txn).
+type psbaseClient struct {
+	s     *psbase.Store
+	perOp bool
+}
 
 func (c *psbaseClient) insert(n int64, payload string) error {
 	_, err := c.s.Insert(context.Background(), psbase.Values{"n": n, "payload": payload})
@@ -288,6 +301,10 @@ func (c *psbaseClient) get(id uint64) error {
 }
 
 func (c *psbaseClient) incr(id uint64) error {
+	if !c.perOp {
+		_, err := c.s.Add(context.Background(), id, "n", 1)
+		return err
+	}
 	return c.s.Txn(context.Background(), func(tx *psbase.Tx) error {
 		r, err := tx.Get(id)
 		if err != nil {

@@ -168,6 +168,30 @@ func (g *Grant) StillHeld() error {
 // database file does not exist (Create); otherwise a missing store is
 // ErrNotExist and no file is created (T22).
 func (l *File) Acquire(ctx context.Context, exclusive bool, op string, mayCreate bool) (grant *Grant, waited time.Duration, err error) {
+	return l.acquireMode(ctx, exclusive, op, mayCreate)
+}
+
+// TryAcquire takes the lock only if it can without waiting, in this
+// process and in the kernel: ok is false (and err nil) when it is busy, or
+// when an abandoned wait of this process is still queued for it (T23). The
+// lock files must exist (the store does).
+func (l *File) TryAcquire(exclusive bool, op string) (grant *Grant, ok bool, err error) {
+	grant, _, err = l.acquireMode(context.WithValue(context.Background(), noWaitKey{}, true), exclusive, op, false)
+	if errors.Is(err, errBusy) {
+		return nil, false, nil
+	}
+	return grant, err == nil, err
+}
+
+// noWaitKey marks TryAcquire's context: every wait becomes errBusy.
+type noWaitKey struct{}
+
+func noWait(ctx context.Context) bool { return ctx.Value(noWaitKey{}) != nil }
+
+// errBusy: TryAcquire would have had to wait.
+var errBusy = errors.New("lock busy")
+
+func (l *File) acquireMode(ctx context.Context, exclusive bool, op string, mayCreate bool) (grant *Grant, waited time.Duration, err error) {
 	start := time.Now()
 	// With protoExclusiveOnly readers are writers, in-process too.
 	excl := exclusive || l.proto == protoExclusiveOnly
@@ -185,7 +209,12 @@ func (l *File) Acquire(ctx context.Context, exclusive bool, op string, mayCreate
 			l.key.Store(&key)
 		}
 		pl := procLocks.get(key)
-		if err := pl.lock(ctx, excl); err != nil {
+		if noWait(ctx) {
+			if !pl.tryLock(excl) {
+				procLocks.put(pl)
+				return nil, 0, errBusy
+			}
+		} else if err := pl.lock(ctx, excl); err != nil {
 			procLocks.put(pl)
 			return nil, time.Since(start), l.timeoutError(ctx, exclusive, op, start)
 		}
@@ -262,6 +291,14 @@ func (l *File) RemoveFiles() error {
 
 // timeoutError builds the *TimeoutError for an abandoned acquisition,
 // naming the holders the OS reports (T15).
+// Timeout is the error of an acquisition for op that began at start and
+// whose ctx ended: a *TimeoutError naming the lock's holders now. Group
+// commit's submitters, which wait for a combiner rather than in Acquire,
+// report their deadline with it.
+func (l *File) Timeout(ctx context.Context, exclusive bool, op string, start time.Time) error {
+	return l.timeoutError(ctx, exclusive, op, start)
+}
+
 func (l *File) timeoutError(ctx context.Context, exclusive bool, op string, start time.Time) error {
 	waited := time.Since(start)
 	holders, _ := Holders(l.path)

@@ -117,6 +117,17 @@ func (p *procLock) lock(ctx context.Context, excl bool) error {
 	return ctx.Err()
 }
 
+// tryLock is lock without waiting.
+func (p *procLock) tryLock(excl bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.queue) == 0 && p.canGrant(excl) {
+		p.grant(excl)
+		return true
+	}
+	return false
+}
+
 func (p *procLock) unlock(excl bool) {
 	p.mu.Lock()
 	if excl {

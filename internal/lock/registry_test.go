@@ -148,3 +148,47 @@ func TestAbandonedWaitGoesFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestTryAcquire: TryAcquire takes a free lock, reports a lock busy in
+// this process or behind an abandoned wait (the token held) without
+// waiting, and its grant excludes like Acquire's.
+func TestTryAcquire(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "s.db")
+	if err := os.WriteFile(db, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := newTestFile(t, db, protoTurnstile)
+	rel, _, err := l.acquire(context.Background(), true, "setup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Held (exclusively, in this process): busy, at once.
+	start := time.Now()
+	if g, ok, err := l.TryAcquire(true, "try"); ok || err != nil || g != nil {
+		t.Fatalf("TryAcquire of a held lock: %v %v %v", g, ok, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("TryAcquire waited %v", d)
+	}
+	rel()
+	g, ok, err := l.TryAcquire(true, "try")
+	if !ok || err != nil {
+		t.Fatalf("TryAcquire of a free lock: %v %v", ok, err)
+	}
+	// Its grant excludes: another handle's Acquire times out.
+	l2 := newTestFile(t, db, protoTurnstile)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	if _, _, err := l2.acquire(ctx, true, "other"); !errors.Is(err, ErrTimeout) {
+		t.Errorf("Acquire while TryAcquire's grant is held: %v, want a timeout", err)
+	}
+	cancel()
+	g.Release()
+	// An abandoned wait pending: busy.
+	pl := procLocks.get(*l.key.Load())
+	pl.token <- struct{}{}
+	if _, ok, err := l.TryAcquire(true, "try"); ok || err != nil {
+		t.Errorf("TryAcquire with an abandoned wait pending: %v %v", ok, err)
+	}
+	<-pl.token
+	procLocks.put(pl)
+}

@@ -93,7 +93,16 @@ func (l *File) lockKernel(ctx context.Context, pl *procLock, key fileKey, excl, 
 	// queued for, and then wait for the token it holds — a deadlock with
 	// ourselves until our deadline (found by group commit, whose waiters
 	// abandon their acquisition as soon as a combiner did their write).
-	if !l.noDrain {
+	switch {
+	case l.noDrain:
+	case noWait(ctx):
+		select {
+		case pl.token <- struct{}{}:
+			pl.releaseToken()
+		default:
+			return nil, errBusy
+		}
+	default:
 		if err := pl.waitToken(ctx); err != nil {
 			return nil, err
 		}

@@ -47,6 +47,9 @@ func (l *File) lockFile(ctx context.Context, pl *procLock, path string, want *fi
 			}
 			continue
 		}
+		if err == nil && !ok && noWait(ctx) {
+			return nil, errBusy
+		}
 		if err == nil && !ok {
 			err = l.waitLock(ctx, pl, f, excl)
 			if err != nil && !isOpenError(err) {
