@@ -100,6 +100,9 @@ func wrapErr(op, path string, err error) error {
 }
 
 // sentinels lists every sentinel, for classification and its test.
+//
+// Its order is part of the group-commit queue's format (FORMAT.md: a
+// result's error code is a position in it): only append.
 var sentinels = []error{
 	ErrNotFound, ErrConflict, ErrLockTimeout, ErrClosed, ErrExists, ErrNotExist,
 	ErrSchema, ErrCorrupt, ErrReadOnly, ErrDuplicate, ErrTxDone, ErrUnsupportedFS,

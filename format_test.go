@@ -338,64 +338,6 @@ func TestOlderPsbaseOnNewerStore(t *testing.T) {
 	}
 }
 
-// formatTwoCommit is the last release of format 2: format 3 only added the
-// group-commit bucket "requests", so its psbase reads and writes a format 3
-// store, and its Cleanup keeps the bucket (FORMAT.md).
-const formatTwoCommit = "83efb6b"
-
-// TestFormatTwoPsbaseOnFormatThreeStore: the format 2 release's CLI reads,
-// writes, checks and compacts a format 3 store that group commit wrote,
-// and afterwards this psbase finds it sound, its requests bucket kept.
-func TestFormatTwoPsbaseOnFormatThreeStore(t *testing.T) {
-	if !groupCommitSupported {
-		t.Skip("group commit is Linux only")
-	}
-	bin, dir := buildRelease(t, formatTwoCommit)
-	ctx := context.Background()
-	db := filepath.Join(dir, "v3.db")
-	s, err := Create(ctx, db, []Field{{Name: "name", Type: String}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The first insert makes the queue; the next ones travel through it
-	// and leave their idempotency records.
-	for range 4 {
-		if _, err := s.Insert(ctx, Values{"name": "x"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	hasRequests := func() bool {
-		found := false
-		bdb, err := bolt.Open(db, 0o644, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer bdb.Close()
-		bdb.View(func(tx *bolt.Tx) error { found = tx.Bucket(bucketRequests) != nil; return nil })
-		return found
-	}
-	if st, _ := s.Stats(ctx); st.FormatVersion != 3 {
-		t.Fatalf("format %d", st.FormatVersion)
-	}
-	if !hasRequests() {
-		t.Fatal("writes through the queue left no requests bucket")
-	}
-	for _, args := range [][]string{{"get", db, "1"}, {"insert", db, "name=y"}, {"check", db}, {"cleanup", db}, {"count", db}} {
-		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
-			t.Errorf("psbase %s %v: %v\n%s", formatTwoCommit, args, err, out)
-		}
-	}
-	if rep, err := s.Check(ctx); err != nil || !rep.OK() {
-		t.Errorf("Check after the format 2 psbase: %v %v", err, rep.Problems)
-	}
-	if n, _ := s.Len(ctx); n != 5 {
-		t.Errorf("%d records, want 5", n)
-	}
-	if !hasRequests() {
-		t.Error("the format 2 psbase's Cleanup dropped the requests bucket")
-	}
-}
-
 // buildRelease builds the CLI of an older commit from the repository's
 // history, into a temporary directory it returns too.
 func buildRelease(t *testing.T, commit string) (bin, dir string) {

@@ -66,11 +66,11 @@ import (
 
 // gcState is a Store's group-commit state.
 type gcState struct {
-	mu    sync.Mutex
-	q     *gcQueue   // the queue submitters use, nil until one is open
-	old   []*gcQueue // queues replaced (a deleted queue file): closed by Close
-	waiting bool     // the Store's waiter runs (kick)
-	err     error    // its last attempt's error
+	mu      sync.Mutex
+	q       *gcQueue   // the queue submitters use, nil until one is open
+	old     []*gcQueue // queues replaced (a deleted queue file): closed by Close
+	waiting bool       // the Store's waiter runs (kick)
+	err     error      // its last attempt's error
 
 	batches, ops atomic.Uint64 // batches this Store's combiners committed, and the operations in them
 }
@@ -180,6 +180,10 @@ func (s *Store) submit(ctx context.Context, name string, op *gcOp) (*gcResult, e
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.lockTimeout)
 		defer cancel()
 	}
+	if ctx.Err() != nil {
+		_, err := s.acquire(ctx, name, true, false) // the ErrLockTimeout of a done context
+		return nil, err
+	}
 	// The lock is free (a lone writer, or a quiet moment): take it and
 	// combine at once, with no queue round trip.
 	if !s.gc.busy() {
@@ -216,6 +220,14 @@ func (s *Store) submit(ctx context.Context, name string, op *gcOp) (*gcResult, e
 		}
 		if !ok {
 			break // the queue file failed under us
+		}
+		if st, mine := q.state(slot, req); st == gcFree || !mine {
+			// The slot was reset under us (a holder of the lock found the
+			// queue damaged or of another psbase version): never applied.
+			if ctx.Err() == nil {
+				return nil, errNotCombinable
+			}
+			return nil, fromLock(s.lock.Timeout(ctx, true, name, start))
 		}
 		if werr := s.gc.waiterError(); werr != nil && q.withdraw(slot) {
 			return nil, werr // the lock could not be had (the store is gone...)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 
@@ -281,10 +280,11 @@ func (a *app) incrCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "incr DB ID FIELD [DELTA]",
 		Short: "Add DELTA (default 1) to a numeric field, atomically; print the new value",
-		Long: `Add DELTA (default 1) to an int or float field of one record inside one write
-transaction, and print the new value. Any number of concurrent incr commands
+		Long: `Add DELTA (default 1) to an int or float field of one record, atomically
+(Store.Add), and print the new value. Any number of concurrent incr commands
 on the same record end with the exact sum: the read and the write happen
-under one exclusive lock. A null value counts as 0. For a negative DELTA put
+under one exclusive lock, and increments that arrive together are committed
+together (group commit). A null value counts as 0. For a negative DELTA put
 -- before it (or the shell word would be taken for a flag).`,
 		Example: `  psbase incr jobs.db 7 runs
   psbase incr jobs.db 7 runs 10
@@ -305,38 +305,29 @@ under one exclusive lock. A null value counts as 0. For a negative DELTA put
 			if err != nil {
 				return err
 			}
-			var result any
-			err = s.Txn(ctx, func(tx *psbase.Tx) error {
-				f, err := newSchemaIndex(tx.Schema()).field(name)
-				if err != nil {
-					return err
-				}
-				if f.Type != psbase.Int && f.Type != psbase.Float {
-					return usagef("incr: field %q is %s, not int or float", name, f.Type)
-				}
-				delta, err := parseText(f, deltaText)
-				if err != nil {
-					return usagef("bad DELTA: %v", err)
-				}
-				rec, err := tx.Get(id)
-				if err != nil {
-					return err
-				}
-				switch f.Type {
-				case psbase.Int:
-					cur, _ := rec.Values[name].(int64)
-					d := delta.(int64)
-					if (d > 0 && cur > math.MaxInt64-d) || (d < 0 && cur < math.MinInt64-d) {
-						return usagef("incr: %d + %d overflows int64 in field %q", cur, d, name)
-					}
-					result = cur + d
-				default:
-					cur, _ := rec.Values[name].(float64)
-					result = cur + delta.(float64)
-				}
-				_, err = tx.UpdateByID(id, psbase.Values{name: result})
+			fields, err := s.Schema(ctx)
+			if err != nil {
 				return err
-			})
+			}
+			f, err := newSchemaIndex(fields).field(name)
+			if err != nil {
+				return err
+			}
+			if f.Type != psbase.Int && f.Type != psbase.Float {
+				return usagef("incr: field %q is %s, not int or float", name, f.Type)
+			}
+			delta, err := parseText(f, deltaText)
+			if err != nil {
+				return usagef("bad DELTA: %v", err)
+			}
+			// Store.Add: one atomic increment, combined with other
+			// processes' writes into one commit when they come together.
+			var result any
+			if f.Type == psbase.Int {
+				result, err = s.Add(ctx, id, name, delta.(int64))
+			} else {
+				result, err = s.AddFloat(ctx, id, name, delta.(float64))
+			}
 			if err != nil {
 				return err
 			}
