@@ -228,7 +228,10 @@ func runHelper(mode string) error {
 
 	case "destroy":
 		// n times: lock exclusively, claim the marker (O_EXCL: fails if another
-		// holder has it), every DESTROY-th time remove the lock files, unlock.
+		// holder has it), give it back, every DESTROY-th time remove the lock
+		// files, unlock. The marker goes before the files: once they are
+		// removed a newcomer may lock the new ones at once (as after
+		// Destroy), and the remover is no longer in its critical section.
 		marker := db + ".marker"
 		violations := 0
 		every := envInt("DESTROY", 3)
@@ -244,13 +247,13 @@ func runHelper(mode string) error {
 				_ = f.Close()
 			}
 			time.Sleep(200 * time.Microsecond)
+			if err == nil {
+				_ = os.Remove(marker)
+			}
 			if i%every == 0 {
 				if err := l.RemoveFiles(); err != nil {
 					return err
 				}
-			}
-			if err == nil {
-				_ = os.Remove(marker)
 			}
 			release()
 		}
