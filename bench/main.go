@@ -54,7 +54,7 @@ func benchMain() int {
 		systems   = flag.String("systems", strings.Join(allSystems, ","), "comma-separated systems to run (psbase is always run: ratios need it)")
 		scenarios = flag.String("scenarios", "write,counter,read,burst,size", "comma-separated scenario groups to run")
 	)
-	flag.StringVar(&o.out, "out", "results", "directory for the JSON, Markdown and SVG results")
+	flag.StringVar(&o.out, "out", "", "directory for the JSON, Markdown and SVG results (default: a new temporary directory; -out results updates the tracked ones)")
 	flag.StringVar(&o.dataDir, "dir", "", "directory for the stores (default: a new temporary directory; it must be on the disk you want to measure)")
 	flag.BoolVar(&o.quick, "quick", false, "run every scenario tiny (CI: proves the benchmark builds and runs; asserts no timing)")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds per cell; medians are reported (-quick: 1)")
@@ -63,6 +63,14 @@ func benchMain() int {
 	flag.Parse()
 	if o.quick && !isFlagSet("rounds") {
 		o.rounds = 1
+	}
+	if o.out == "" {
+		dir, err := os.MkdirTemp("", "psbench-results-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "psbench:", err)
+			os.Exit(1)
+		}
+		o.out = dir
 	}
 	o.systems = []string{sysPsbase}
 	for _, s := range strings.Split(*systems, ",") {

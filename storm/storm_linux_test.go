@@ -99,7 +99,9 @@ func TestReadyTimeoutHelper(t *testing.T) {
 
 func TestReadyTimeout(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestReadyTimeoutHelper$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), "STORM_TEST_READY_TIMEOUT=1")
+	// The helper fails on purpose, so it keeps its artifacts: in a
+	// directory of ours, removed with it.
+	cmd.Env = append(os.Environ(), "STORM_TEST_READY_TIMEOUT=1", "TMPDIR="+t.TempDir())
 	out, err := cmd.CombinedOutput()
 	if err == nil {
 		t.Fatalf("helper passed:\n%s", out)
