@@ -35,7 +35,11 @@ func (tx *Tx) createIndex(field string, unique bool, progress func(done, total i
 	keys := make([][]byte, 0, total)
 	only := map[string]bool{field: true}
 	c := tx.records.Cursor()
+	n := 0
 	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if err := tx.tick(&n); err != nil {
+			return err
+		}
 		rec, err := tx.decodeAt(k, v, only)
 		if err != nil {
 			return err

@@ -56,6 +56,9 @@ func (tx *Tx) enter(write bool) (old bool, err error) {
 	case write && !tx.write:
 		return false, errorf(ErrReadOnly, "write in a read-only transaction")
 	}
+	if err := tx.stopped(); err != nil {
+		return false, err
+	}
 	tx.depth++
 	return debug.SetPanicOnFault(true), nil
 }

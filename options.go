@@ -54,6 +54,7 @@ type weakness struct {
 	noWarmSize     bool   // the kept read handle is used after the file grew (warm.go, 3)
 	noWarmIdentity bool   // the kept read handle is used after the file was replaced (warm.go, 3)
 	gcNoRecords    bool   // the combiner ignores idempotency records (groupcommit.go, 3)
+	ignoreCtx      bool   // a transaction ignores its context once the lock is held (tx.go)
 	// gcStage is called by a combiner at "taken" (slots taken, nothing
 	// applied) and "committed" (committed, nothing published), with the
 	// number of other processes' operations in the batch: tests kill or

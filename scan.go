@@ -143,7 +143,11 @@ func (tx *Tx) ForEach(fn func(Record) error) (err error) {
 	}
 	defer tx.exit(old, &err)
 	c := tx.records.Cursor()
+	n := 0
 	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if err := tx.tick(&n); err != nil {
+			return err
+		}
 		rec, err := tx.decodeAt(k, v, nil)
 		if err != nil {
 			return err
@@ -208,7 +212,11 @@ func (tx *Tx) selectCompiled(cq *compiledQuery) ([]Record, error) {
 // scan feeds fn every record matching cq, through an index when the planner
 // finds one, else by walking the records bucket. fn returns false to stop.
 func (tx *Tx) scan(cq *compiledQuery, fn func(Record) (bool, error)) error {
+	n := 0
 	emit := func(r Record) (bool, error) {
+		if err := tx.tick(&n); err != nil {
+			return false, err
+		}
 		if !matchAll(cq.conds, r.Values) {
 			return true, nil
 		}

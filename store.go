@@ -227,7 +227,7 @@ func (s *Store) begin(ctx context.Context, op string, write bool) (*Tx, error) {
 	if err != nil {
 		return nil, err
 	}
-	tx := &Tx{s: s, op: op, kt: kt, write: write}
+	tx := &Tx{s: s, ctx: ctx, op: op, kt: kt, write: write}
 	if err := tx.init(); err != nil {
 		_ = tx.finish(false)
 		return nil, err

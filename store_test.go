@@ -846,3 +846,98 @@ func TestLazyOpen(t *testing.T) {
 		t.Fatalf("lazy open of a missing store: %v", err)
 	}
 }
+
+// TestContextHonoredWithLock: once the lock is held, a walk notices its
+// context within ctxCheckEvery records, returns an error wrapping the
+// context's, keeps no write and releases the lock; a Txn whose context
+// ends is rolled back even if its body returns nil. The negative control
+// ignores the context: the walk goes to the end.
+func TestContextHonoredWithLock(t *testing.T) {
+	const records = 5000
+	s, _ := newTestStore(t)
+	bg := context.Background()
+	err := s.Txn(bg, func(tx *Tx) error {
+		for i := range records {
+			if _, err := tx.Insert(Values{"name": fmt.Sprintf("r%d", i), "n": i}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ignore := range []bool{false, true} {
+		s.cfg.weak.ignoreCtx = ignore
+		ctx, cancel := context.WithCancel(bg)
+		seen := 0
+		err := s.ForEach(ctx, func(Record) error {
+			if seen++; seen == 10 {
+				cancel()
+			}
+			return nil
+		})
+		cancel()
+		if ignore {
+			if seen != records || err != nil {
+				t.Fatalf("negative control: with the context ignored ForEach saw %d of %d (%v): the test proves nothing", seen, records, err)
+			}
+			continue
+		}
+		if !errors.Is(err, context.Canceled) || seen > 10+ctxCheckEvery {
+			t.Fatalf("ForEach cancelled at record 10: %v after %d records", err, seen)
+		}
+	}
+	s.cfg.weak.ignoreCtx = false
+
+	ctx, cancel := context.WithCancel(bg)
+	matched := 0
+	_, err = s.Select(ctx, Query{Match: func(Record) bool {
+		if matched++; matched == 10 {
+			cancel()
+		}
+		return true
+	}})
+	cancel()
+	if !errors.Is(err, context.Canceled) || matched > 10+ctxCheckEvery {
+		t.Fatalf("Select cancelled at record 10: %v after %d records", err, matched)
+	}
+
+	// A Txn: a write after the cancel fails; a body that returns nil
+	// anyway is not committed.
+	for _, bodyIgnores := range []bool{false, true} {
+		ctx, cancel := context.WithCancel(bg)
+		err := s.Txn(ctx, func(tx *Tx) error {
+			if _, err := tx.Insert(Values{"name": "lost"}); err != nil {
+				return err
+			}
+			cancel()
+			_, err := tx.Insert(Values{"name": "after"})
+			if bodyIgnores {
+				return nil
+			}
+			return err
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Txn cancelled in its body (body ignores it: %v): %v", bodyIgnores, err)
+		}
+	}
+	if n, _ := s.Len(bg); n != records {
+		t.Errorf("%d records after cancelled Txns, want %d (nothing of them kept)", n, records)
+	}
+
+	// CreateIndex: cancelled from its progress callback, nothing built.
+	ctx, cancel = context.WithCancel(bg)
+	err = s.CreateIndex(ctx, "name", false, func(done, total int) { cancel() })
+	cancel()
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("CreateIndex cancelled: %v", err)
+	}
+	if fields, _ := s.Schema(bg); fields[0].Indexed {
+		t.Error("a cancelled CreateIndex left an index")
+	}
+	// The lock was released every time.
+	if _, err := s.Insert(bg, Values{"name": "after all"}); err != nil {
+		t.Errorf("insert after the cancellations: %v", err)
+	}
+}

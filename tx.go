@@ -8,6 +8,8 @@ package psbase
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"runtime/debug"
 	"sync/atomic"
 
@@ -30,6 +32,7 @@ import (
 // deadlock detection): finish one, then start the other.
 type Tx struct {
 	s      *Store
+	ctx    context.Context // the caller's: its end stops the Tx's work (nil: never)
 	op     string
 	kt     kv.Tx
 	sch    *schema
@@ -44,6 +47,33 @@ type Tx struct {
 	meta    kv.Bucket
 
 	schemaChanged bool
+}
+
+// ctxCheckEvery is how many records a long walk handles between two looks
+// at its context.
+const ctxCheckEvery = 256
+
+// stopped returns the context's error once it ended: a transaction whose
+// caller gave up stops its work, its writes are rolled back and the lock
+// released (ErrLockTimeout stays for a lock that was never had).
+func (tx *Tx) stopped() error {
+	if tx.ctx == nil || tx.s.cfg.weak.ignoreCtx {
+		return nil
+	}
+	if err := tx.ctx.Err(); err != nil {
+		return fmt.Errorf("%s stopped after taking the lock, its writes not kept: %w", tx.op, err)
+	}
+	return nil
+}
+
+// tick counts one record of a long walk and, every ctxCheckEvery, looks at
+// the context.
+func (tx *Tx) tick(n *int) error {
+	*n++
+	if *n%ctxCheckEvery == 0 {
+		return tx.stopped()
+	}
+	return nil
 }
 
 // init reads the format and the schema at the start of a transaction.
@@ -112,6 +142,10 @@ func (tx *Tx) finish(commit bool) (err error) {
 		}
 	}()
 	if commit && tx.write {
+		if err := tx.stopped(); err != nil {
+			_ = tx.kt.Rollback() // the caller gave up: database/sql's rule
+			return err
+		}
 		if tx.schemaChanged {
 			raw, err := encodeSchema(tx.sch)
 			if err == nil {

@@ -121,6 +121,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, context.Canceled):
 		return exitSignal
+	case errors.Is(err, context.DeadlineExceeded):
+		return exitTimeout
 	}
 	return exitError
 }
