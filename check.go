@@ -1,5 +1,7 @@
 package psbase
 
+// May touch: the database file, read-only (through internal/boltwalk, then bbolt on a sound file), under the shared lock.
+
 import (
 	"context"
 	"errors"

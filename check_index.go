@@ -1,5 +1,7 @@
 package psbase
 
+// May touch: nothing but the transaction it is handed (kv.Tx).
+
 import (
 	"bytes"
 

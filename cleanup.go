@@ -1,5 +1,7 @@
 package psbase
 
+// May touch: the database file and <db>.compact beside it (and their directory, fsync), under the exclusive lock.
+
 import (
 	"bytes"
 	"context"

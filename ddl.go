@@ -1,5 +1,7 @@
 package psbase
 
+// May touch: nothing but its Tx (the schema and index buckets of its transaction).
+
 import (
 	"bytes"
 	"context"

@@ -1,5 +1,7 @@
 package psbase
 
+// May touch: nothing (error values and their classification).
+
 import (
 	"context"
 	"errors"

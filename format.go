@@ -1,5 +1,7 @@
 package psbase
 
+// May touch: nothing but the transaction it is handed (the meta bucket).
+
 import (
 	"encoding/binary"
 	"errors"

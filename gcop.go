@@ -1,5 +1,7 @@
 package psbase
 
+// May touch: nothing (encodings in memory); applyOp runs record operations on the Tx it is handed.
+
 // gcop.go: the single operations that group commit carries as data through
 // the queue beside the store (groupcommit.go), and their results, in a small
 // binary encoding. Any process that can write the queue file can forge a

@@ -1,5 +1,7 @@
 package psbase
 
+// May touch: nothing itself; it calls internal/lock (the lock files).
+
 // locks.go: the public face of the cross-process lock, which lives in
 // internal/lock, and the seam to it. internal/lock cannot import this
 // package, so its errors wrap its own sentinels; fromLock gives them

@@ -1,5 +1,7 @@
 package psbase
 
+// May touch: nothing (configuration).
+
 import (
 	"log/slog"
 	"os"

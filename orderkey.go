@@ -1,5 +1,7 @@
 package psbase
 
+// May touch: nothing (pure encoding).
+
 import (
 	"bytes"
 	"encoding/binary"

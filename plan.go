@@ -1,5 +1,7 @@
 package psbase
 
+// May touch: nothing but its Tx (read-only: the planner).
+
 import (
 	"bytes"
 	"fmt"

@@ -1,5 +1,7 @@
 package psbase
 
+// May touch: nothing (filters and queries in memory).
+
 import (
 	"sort"
 	"strings"

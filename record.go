@@ -1,5 +1,7 @@
 package psbase
 
+// May touch: nothing (the record codec in memory).
+
 import (
 	"bytes"
 	"encoding/binary"

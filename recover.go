@@ -1,5 +1,7 @@
 package psbase
 
+// May touch: the damaged file, read-only (internal/boltwalk, under its shared lock), and the new store it creates.
+
 // Recover: salvage the readable records of a damaged store into a new one.
 // It reads the damaged file only through internal/boltwalk (never through
 // bbolt, which may crash on it) and writes the new store through the

@@ -1,5 +1,7 @@
 package psbase
 
+// May touch: nothing (the schema in memory).
+
 import (
 	"bytes"
 	"fmt"

@@ -1,5 +1,7 @@
 package psbase
 
+// May touch: the store's files only through local.go, warm.go, groupcommit.go and internal/lock; Destroy removes them.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,7 @@
 package psbase
 
+// May touch: nothing itself: each method runs in a transaction of Store.run or Store.write.
+
 import (
 	"context"
 	"os"

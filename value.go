@@ -1,5 +1,7 @@
 package psbase
 
+// May touch: nothing (value normalization in memory).
+
 import (
 	"bytes"
 	"encoding/json"

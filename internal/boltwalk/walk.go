@@ -1,5 +1,7 @@
 package boltwalk
 
+// May touch: nothing but the bytes it is handed (a bbolt file read into memory or mapped by the caller).
+
 import (
 	"bytes"
 	"fmt"

@@ -31,6 +31,8 @@
 // A Tx is used by one goroutine at a time.
 package kv
 
+// May touch: nothing (an interface).
+
 // Tx is one transaction.
 type Tx interface {
 	// Writable reports whether the transaction may write.

@@ -1,5 +1,7 @@
 package lock
 
+// May touch: nothing (error values).
+
 // errors.go: the conditions the lock reports. Each sentinel has the text of
 // the psbase sentinel of the same name, so that a message reads the same
 // once psbase has mapped the error to its own sentinel (locks.go in the

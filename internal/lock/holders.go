@@ -1,5 +1,7 @@
 package lock
 
+// May touch: /proc/locks and /proc/<pid> (read-only), and the record in <db>.lock through the locked descriptor.
+
 // holders.go: who holds the lock: the record an exclusive holder writes into
 // the lock file, /proc/locks, the queue at the gate (T15, T21).
 

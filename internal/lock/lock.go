@@ -25,6 +25,8 @@
 // field for field.
 package lock
 
+// May touch: <db>.lock and <db>.gate only (see lockfile.go for the rules).
+
 // lock.go: the lock of one store (File), one acquisition through its three
 // layers (Acquire) and what it grants (Grant).
 

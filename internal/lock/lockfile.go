@@ -1,5 +1,7 @@
 package lock
 
+// May touch: <db>.lock and <db>.gate only: opened without following links, checked before use.
+
 // lockfile.go: the lock and gate files themselves: created only beside a
 // store (T22) with the configured mode (T3), opened without following links
 // and checked to be single-named regular files of a trusted owner (T18,

@@ -1,5 +1,7 @@
 package lock
 
+// May touch: nothing (in-process state).
+
 // registry.go: the in-process registry: one context-aware FIFO RW lock per
 // lock file, shared by every File of the process (T4, T10).
 

@@ -1,5 +1,7 @@
 package lock
 
+// May touch: <db>.gate and <db>.lock, through lockFile.
+
 // turnstile.go: the protocols, and the kernel locks of one acquisition: the
 // gate <db>.gate, then the data lock <db>.lock (T8).
 

@@ -1,5 +1,7 @@
 package lock
 
+// May touch: <db>.gate and <db>.lock, through gofrs/flock descriptors.
+
 // wait.go: the kernel waits: a flock on a new open file description, a
 // non-blocking try first, then a blocking wait that ctx can abandon (T9,
 // T10), with flock's errors classified (T11).
