@@ -27,8 +27,9 @@ var (
 	ErrClosed = errors.New("store is closed")
 	// ErrExists: Create found a store at the path (see WithOverwrite).
 	ErrExists = errors.New("store already exists")
-	// ErrNotExist: Open found no store at the path (see WithCreate).
-	ErrNotExist = errors.New("store does not exist")
+	// ErrNotExist: Open found no store at the path (see WithCreate). It
+	// also matches fs.ErrNotExist.
+	ErrNotExist error = notExistError{}
 	// ErrSchema: unknown field, wrong type, bad or reserved name, missing value
 	// for a non-nullable field, an attempt to set ID or Version.
 	ErrSchema = errors.New("schema violation")
@@ -61,6 +62,9 @@ var (
 	// database file was replaced meanwhile), or the caller's deadline passed
 	// while another process was committing it. Read the store to find out.
 	ErrUnknownOutcome = errors.New("outcome of the write is unknown")
+	// ErrOption: an option was given to a function it means nothing to
+	// (WithOverwrite to Open, say): nothing was done.
+	ErrOption = errors.New("option does not apply")
 )
 
 // Error is the error type of every failed Store and Tx method. It names the
@@ -101,6 +105,46 @@ func wrapErr(op, path string, err error) error {
 	return &Error{Op: op, Path: path, Err: classifyIOError(err)}
 }
 
+// notExistError is ErrNotExist: errors.Is(err, fs.ErrNotExist) holds too.
+type notExistError struct{}
+
+func (notExistError) Error() string { return "store does not exist" }
+
+// Is makes ErrNotExist match fs.ErrNotExist.
+func (notExistError) Is(target error) bool { return target == fs.ErrNotExist }
+
+// DuplicateError is the error of a write refused by a unique index: it
+// matches ErrDuplicate, and names the field, the value and the record that
+// holds it (errors.As).
+type DuplicateError struct {
+	Field      string
+	Value      any
+	ExistingID uint64
+}
+
+func (e *DuplicateError) Error() string {
+	return fmt.Sprintf("%v: field %q value %s is already used by record %d", ErrDuplicate, e.Field, shortValue(e.Value), e.ExistingID)
+}
+
+// Is makes a *DuplicateError match ErrDuplicate.
+func (e *DuplicateError) Is(target error) bool { return target == ErrDuplicate }
+
+// ConflictError is the error of an Update given a stale record: it matches
+// ErrConflict, and names the record, the version the caller read (Have) and
+// the version the store holds (Want).
+type ConflictError struct {
+	ID   uint64
+	Have uint64
+	Want uint64
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("%v: record %d: you read version %d, the store holds version %d", ErrConflict, e.ID, e.Have, e.Want)
+}
+
+// Is makes a *ConflictError match ErrConflict.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
 // sentinels lists every sentinel, for classification and its test.
 //
 // Its order is part of the group-commit queue's format (FORMAT.md: a
@@ -108,7 +152,7 @@ func wrapErr(op, path string, err error) error {
 var sentinels = []error{
 	ErrNotFound, ErrConflict, ErrLockTimeout, ErrClosed, ErrExists, ErrNotExist,
 	ErrSchema, ErrCorrupt, ErrReadOnly, ErrDuplicate, ErrTxDone, ErrUnsupportedFS,
-	ErrUnsafePath, ErrNoSpace, ErrNewerFormat, ErrUnknownOutcome,
+	ErrUnsafePath, ErrNoSpace, ErrNewerFormat, ErrUnknownOutcome, ErrOption,
 }
 
 // hasSentinel reports whether err already wraps a sentinel or a context error.

@@ -364,6 +364,22 @@ func encodeResult(res *gcResult, max int) ([]byte, error) {
 	code, msg := errorCode(res.err)
 	w.u8(code)
 	w.str(msg)
+	var de *DuplicateError
+	var ce *ConflictError
+	switch {
+	case errors.As(res.err, &de):
+		w.u8(1)
+		w.str(de.Field)
+		w.value(de.Value)
+		w.u64(de.ExistingID)
+	case errors.As(res.err, &ce):
+		w.u8(2)
+		w.u64(ce.ID)
+		w.u64(ce.Have)
+		w.u64(ce.Want)
+	default:
+		w.u8(0)
+	}
 	w.u64(res.id)
 	if res.inserted {
 		w.u8(1)
@@ -386,6 +402,18 @@ func decodeResult(b []byte) (*gcResult, error) {
 	code := r.u8()
 	msg := string(r.bytes())
 	res.err = errorOfCode(code, msg)
+	switch r.u8() {
+	case 0:
+	case 1:
+		e := &DuplicateError{Field: string(r.bytes())}
+		e.Value = r.value()
+		e.ExistingID = r.u64()
+		res.err = e
+	case 2:
+		res.err = &ConflictError{ID: r.u64(), Have: r.u64(), Want: r.u64()}
+	default:
+		r.err = errBadPayload
+	}
 	res.id = r.u64()
 	res.inserted = r.u8() == 1
 	res.n = int(r.u64())

@@ -496,6 +496,10 @@ func TestGroupCommitInProcess(t *testing.T) {
 					dupWins++
 				case errors.Is(derr, ErrDuplicate):
 					dupErrs++
+					var de *DuplicateError
+					if !errors.As(derr, &de) || de.Field != "tag" || de.Value != "dup" {
+						t.Errorf("a duplicate's details were lost: %v %+v", derr, de)
+					}
 				default:
 					t.Errorf("dup: %v", derr)
 				}
@@ -504,6 +508,10 @@ func TestGroupCommitInProcess(t *testing.T) {
 					updated++
 				case errors.Is(uerr, ErrConflict):
 					conflicts++
+					var ce *ConflictError
+					if !errors.As(uerr, &ce) || ce.ID != victim || ce.Have != 1 {
+						t.Errorf("a conflict's details were lost: %v %+v", uerr, ce)
+					}
 				default:
 					t.Errorf("update: %v", uerr)
 				}

@@ -76,7 +76,7 @@ func (tx *Tx) indexCheckUnique(id uint64, vals Values) error {
 			return err
 		}
 		if other, ok := firstWithPrefix(b, orderKey(nil, f.Type, v)); ok && other != id {
-			return errorf(ErrDuplicate, "field %q value %s is already used by record %d", ix.Field, shortValue(v), other)
+			return &DuplicateError{Field: ix.Field, Value: v, ExistingID: other}
 		}
 	}
 	return nil

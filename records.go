@@ -156,7 +156,7 @@ func (tx *Tx) update(id uint64, version *uint64, changes any) (Record, error) {
 		return Record{}, err
 	}
 	if version != nil && old.Version != *version {
-		return Record{}, errorf(ErrConflict, "record %d: you read version %d, the store holds version %d", id, *version, old.Version)
+		return Record{}, &ConflictError{ID: id, Have: *version, Want: old.Version}
 	}
 	merged := make(Values, len(old.Values))
 	for k, v := range old.Values {

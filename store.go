@@ -91,6 +91,9 @@ func Create(ctx context.Context, path string, fields []Field, opts ...Option) (*
 // missing. A symbolic link at path is followed once (see Create).
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	cfg := newConfig(opts)
+	if cfg.overwrite {
+		return nil, wrapErr("open", path, errorf(ErrOption, "WithOverwrite means nothing to Open: use Create(..., WithOverwrite()) to replace a store"))
+	}
 	real, err := resolvePath(path)
 	if err != nil {
 		return nil, wrapErr("open", path, err)

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -939,5 +940,37 @@ func TestContextHonoredWithLock(t *testing.T) {
 	// The lock was released every time.
 	if _, err := s.Insert(bg, Values{"name": "after all"}); err != nil {
 		t.Errorf("insert after the cancellations: %v", err)
+	}
+}
+
+// TestErrorDetails: a refused unique value and a stale version come as
+// *DuplicateError and *ConflictError (errors.As), still matching their
+// sentinels, through group commit too; ErrNotExist matches fs.ErrNotExist;
+// an option Open cannot use is ErrOption.
+func TestErrorDetails(t *testing.T) {
+	ctx := context.Background()
+	s, db := newTestStore(t)
+	if err := s.CreateIndex(ctx, "name", true, nil); err != nil {
+		t.Fatal(err)
+	}
+	id := mustInsert(t, s, Values{"name": "taken"})
+	for range 2 { // the second travels through the group-commit queue where there is one
+		_, err := s.Insert(ctx, Values{"name": "taken"})
+		var de *DuplicateError
+		if !errors.As(err, &de) || !errors.Is(err, ErrDuplicate) || de.Field != "name" || de.Value != "taken" || de.ExistingID != id {
+			t.Errorf("duplicate: %v (%+v)", err, de)
+		}
+		_, err = s.Update(ctx, Record{ID: id, Version: 7}, Values{"n": 1})
+		var ce *ConflictError
+		if !errors.As(err, &ce) || !errors.Is(err, ErrConflict) || ce.ID != id || ce.Have != 7 || ce.Want != 1 {
+			t.Errorf("conflict: %v (%+v)", err, ce)
+		}
+	}
+	_, err := Open(ctx, filepath.Join(filepath.Dir(db), "none.db"))
+	if !errors.Is(err, ErrNotExist) || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing store: %v, want ErrNotExist matching fs.ErrNotExist", err)
+	}
+	if _, err := Open(ctx, db, WithOverwrite()); !errors.Is(err, ErrOption) {
+		t.Errorf("Open(WithOverwrite): %v, want ErrOption", err)
 	}
 }

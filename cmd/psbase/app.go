@@ -112,7 +112,7 @@ operation or transaction, so cron jobs and scripts may run it concurrently.
 Fields:   NAME:TYPE[?][!|+][=DEFAULT]   (types: string int float bool time bytes;
           ? nullable, ! unique index, + index)
 Values:   field=text (parsed by the field's type) or field:=JSON (e.g. n:=null)
-Filters:  n>=5  name=bob  'name!=bob'  'name^=pre'  'tag in a,b'  'x is null'
+Filters:  'n>=5'  name=bob  'name!=bob'  'name^=pre'  'tag in a,b'  'x is null'
 Formats:  aligned table on a terminal, tab-separated otherwise;
           --json (JSON lines), --csv, --format table|tsv|json|csv
 
@@ -120,7 +120,7 @@ Formats:  aligned table on a terminal, tab-separated otherwise;
 		Version:       buildVersion(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
-		Example: `  psbase create jobs.db name:string! runs:int started:time?
+		Example: `  psbase create jobs.db 'name:string!' runs:int 'started:time?'
   psbase insert jobs.db name=backup
   psbase incr jobs.db 1 runs
   psbase select jobs.db 'runs>=1' --sort -runs --limit 10`,

@@ -23,7 +23,7 @@ const valuesHelp = `Values are FIELD=TEXT, parsed by the field's type (int 42, f
 true/false, time RFC 3339 / 2024-05-01 / @UNIX / now, bytes base64 or hex:..),
 or FIELD:=JSON for a JSON literal (n:=null sets null).`
 
-const filtersHelp = `Filters (ANDed, one shell word each): n>=5  name=bob  'name!=bob'  n<3
+const filtersHelp = `Filters (ANDed, one shell word each, quoted): 'n>=5'  name=bob  'name!=bob'  'n<3'
 'name^=prefix'  'tag in a,b,c'  'tag in ["a,b","c"]'  'x is null'  'x is not null'`
 
 func (a *app) insertCmd() *cobra.Command {

@@ -24,7 +24,7 @@ func (a *app) createCmd() *cobra.Command {
 		Long: "Create a new store file with these fields (and indexes). If a store or any\n" +
 			"non-empty file is there already, exit with code 9 unless --force, which\n" +
 			"replaces it (its records are lost).\n\n" + fieldSpecHelp,
-		Example: `  psbase create jobs.db name:string! runs:int=0 started:time? tag:string+
+		Example: `  psbase create jobs.db 'name:string!' runs:int=0 'started:time?' tag:string+
   psbase create --force scratch.db n:int`,
 		Args: minArgs(2, "DB and at least one FIELD:TYPE"),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -93,7 +93,7 @@ func (a *app) addFieldCmd() *cobra.Command {
 		Long: "Add a field at the end, or after --after FIELD. No record is rewritten:\n" +
 			"existing records read back the default.\n\n" + fieldSpecHelp,
 		Example: `  psbase add-field jobs.db priority:int=5 --after name
-  psbase add-field jobs.db owner:string?`,
+  psbase add-field jobs.db 'owner:string?'`,
 		Args: exactArgs(2, "DB FIELD:TYPE"),
 		RunE: func(c *cobra.Command, args []string) error {
 			ctx := c.Context()

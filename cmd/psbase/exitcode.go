@@ -117,7 +117,7 @@ func exitCode(err error) int {
 		return exitNoStore
 	case errors.Is(err, psbase.ErrExists):
 		return exitExists
-	case errors.Is(err, psbase.ErrSchema):
+	case errors.Is(err, psbase.ErrSchema), errors.Is(err, psbase.ErrOption):
 		return exitUsage
 	case errors.Is(err, context.Canceled):
 		return exitSignal

@@ -35,7 +35,7 @@ func isNameChar(c byte) bool {
 // parseFilter parses one filter word against the schema.
 func (s *schemaIndex) parseFilter(arg string) (psbase.Filter, error) {
 	bad := func(why string) (psbase.Filter, error) {
-		return psbase.Filter{}, usagef("bad filter %q: %s (examples: n>=5 name=bob 'name^=pre' 'tag in a,b' 'x is null')", arg, why)
+		return psbase.Filter{}, usagef("bad filter %q: %s (examples: 'n>=5' name=bob 'name^=pre' 'tag in a,b' 'x is null')", arg, why)
 	}
 	i := 0
 	for i < len(arg) && isNameChar(arg[i]) {
