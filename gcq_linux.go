@@ -25,6 +25,7 @@ import (
 	"io/fs"
 	mrand "math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -182,6 +183,45 @@ func openQueue(dbPath string, dbUID int, mode os.FileMode, create bool) (*gcQueu
 	q.safely(func() { copy(q.qid[:], q.mem[hQueueID:hQueueID+16]) })
 	ok = true
 	return q, nil
+}
+
+// makeQueue creates a fresh queue file beside an existing store, without
+// the store's lock: it is built complete in an anonymous file (O_TMPFILE)
+// and linked into place, which fails if one is there already. A fresh
+// queue has every slot free, so no lock holder needs to reset it; the first
+// processes of a storm can queue at once instead of each taking the lock
+// in turn. It reports false (and nothing is left behind) where the file
+// system cannot (then the first combiner makes the queue under the lock).
+func makeQueue(dbPath string, mode os.FileMode) bool {
+	if fi, err := os.Lstat(dbPath); err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	boot, ok := bootID()
+	if !ok {
+		return false
+	}
+	fd, err := unix.Open(filepath.Dir(dbPath), unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, uint32(mode.Perm()))
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	if err := unix.Ftruncate(fd, gcqSize); err != nil {
+		return false
+	}
+	h := make([]byte, 64)
+	copy(h[hMagic:], gcqMagic)
+	binary.LittleEndian.PutUint32(h[hVersion:], gcqVersion)
+	binary.LittleEndian.PutUint32(h[hSlots:], gcqSlots)
+	binary.LittleEndian.PutUint32(h[hSlotSize:], gcqSlotSize)
+	copy(h[hBoot:], boot[:])
+	if _, err := rand.Read(h[hQueueID : hQueueID+16]); err != nil {
+		return false
+	}
+	if n, err := unix.Pwrite(fd, h, 0); err != nil || n != len(h) {
+		return false
+	}
+	err = unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", fd), unix.AT_FDCWD, dbPath+suffixQueue, unix.AT_SYMLINK_FOLLOW)
+	return err == nil || errors.Is(err, unix.EEXIST)
 }
 
 // checkQueueFile applies the lock files' rules to the queue file.

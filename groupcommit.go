@@ -64,6 +64,7 @@ type gcState struct {
 	q       *gcQueue   // the queue submitters use, nil until one is open
 	old     []*gcQueue // queues replaced (a deleted queue file): closed by Close
 	waiting bool       // the Store's waiter runs (kick)
+	made    bool       // this Store tried makeQueue
 	err     error      // its last attempt's error
 
 	batches, ops atomic.Uint64 // batches this Store's combiners committed, and the operations in them
@@ -85,6 +86,10 @@ func (g *gcState) queue(s *Store) *gcQueue {
 	}
 	uid := s.dbOwner()
 	q, err := openQueue(s.path, uid, s.cfg.fileMode, false)
+	if err == nil && q == nil && !g.made && makeQueue(s.path, s.cfg.fileMode) {
+		g.made = true // once per Store: a queue that then does not open is left to the lock holder
+		q, err = openQueue(s.path, uid, s.cfg.fileMode, false)
+	}
 	if err != nil {
 		s.logf(slog.LevelDebug, "group commit: queue not usable", "err", err)
 		return nil
