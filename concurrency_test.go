@@ -695,6 +695,12 @@ func TestStormOppositeLockOrder(t *testing.T) {
 		default:
 			return err
 		}
+		// Keep holding until the other has returned too, so that each
+		// error was made while the other still held its store (else the
+		// first to time out releases, and the second may name nobody).
+		if err := ccSignalAndWait(w.Dir, fmt.Sprintf("returned%d", w.Task), fmt.Sprintf("returned%d", 1-w.Task), 10*time.Second); err != nil {
+			return err
+		}
 		if err := tx.Commit(); err != nil {
 			return err
 		}
@@ -1329,10 +1335,27 @@ func TestStormStoppedHolder(t *testing.T) {
 		}
 		w.Phase("inserting")
 		deadline := time.Now().Add(20 * time.Second)
+		msg := fmt.Sprintf("p%d", w.Task)
 		for {
-			_, err := s.Insert(ccCtx, psbase.Values{"msg": fmt.Sprintf("p%d", w.Task)})
+			_, err := s.Insert(ccCtx, psbase.Values{"msg": msg})
 			if err == nil {
 				break
+			}
+			if errors.Is(err, psbase.ErrUnknownOutcome) {
+				// A combiner took it and had not finished at the lock
+				// timeout: read it back (after the combiner released
+				// the lock its outcome is final), retry if absent.
+				n, cerr := s.Count(ccCtx, psbase.Eq("msg", msg))
+				for errors.Is(cerr, psbase.ErrLockTimeout) && time.Now().Before(deadline) {
+					n, cerr = s.Count(ccCtx, psbase.Eq("msg", msg))
+				}
+				if cerr != nil {
+					return cerr
+				}
+				if n == 1 {
+					break
+				}
+				continue
 			}
 			var lte *psbase.LockTimeoutError
 			if !errors.As(err, &lte) || !errors.Is(err, psbase.ErrLockTimeout) || time.Now().After(deadline) {

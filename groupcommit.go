@@ -174,6 +174,7 @@ func (s *Store) submit(ctx context.Context, name string, op *gcOp) (*gcResult, e
 	if err != nil {
 		return nil, errNotCombinable
 	}
+	caller := ctx // its deadline bounds the wait for a combiner that took the request
 	if s.cfg.lockTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.lockTimeout)
@@ -212,6 +213,13 @@ func (s *Store) submit(ctx context.Context, name string, op *gcOp) (*gcResult, e
 	}
 	start := time.Now()
 	s.gc.kick(s, q)
+	// Until a combiner takes the request, the wait is the lock's (the lock
+	// timeout applies, as to any writer waiting for the lock). Once taken,
+	// the request is as good as holding the lock: the wait is bounded by
+	// the caller's own deadline, or without one by a fresh lock timeout (a
+	// stopped combiner must not hang it).
+	wait := ctx
+	taken := false
 	for {
 		seq, ok := q.seq()
 		if res, done := q.result(slot, req); done {
@@ -228,13 +236,23 @@ func (s *Store) submit(ctx context.Context, name string, op *gcOp) (*gcResult, e
 			}
 			return nil, fromLock(s.lock.Timeout(ctx, true, name, start))
 		}
+		if st, _ := q.state(slot, req); st == gcTaken && !taken {
+			taken = true
+			if _, ok := caller.Deadline(); ok || s.cfg.lockTimeout <= 0 {
+				wait = caller
+			} else {
+				var cancel context.CancelFunc
+				wait, cancel = context.WithTimeout(caller, s.cfg.lockTimeout)
+				defer cancel()
+			}
+		}
 		if werr := s.gc.waiterError(); werr != nil && q.withdraw(slot) {
 			return nil, werr // the lock could not be had (the store is gone...)
 		}
-		if ctx.Err() != nil {
+		if wait.Err() != nil {
 			break
 		}
-		q.wait(ctx, seq)
+		q.wait(wait, seq)
 	}
 	if q.withdraw(slot) {
 		// Nobody took it: not applied.
@@ -246,7 +264,7 @@ func (s *Store) submit(ctx context.Context, name string, op *gcOp) (*gcResult, e
 	if res, done := q.result(slot, req); done {
 		return s.directIfAsked(res)
 	}
-	cause := context.Cause(ctx)
+	cause := context.Cause(wait)
 	if cause == nil {
 		cause = errors.New("the queue file failed")
 	}

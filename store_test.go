@@ -974,3 +974,78 @@ func TestErrorDetails(t *testing.T) {
 		t.Errorf("Open(WithOverwrite): %v, want ErrOption", err)
 	}
 }
+
+// TestBackupAndRestore: a backup taken while another handle writes is a
+// sound store holding exactly the records committed before it; a cancelled
+// backup leaves nothing; Restore puts a backup back (a warm reader sees it)
+// and refuses a damaged one, changing nothing.
+func TestBackupAndRestore(t *testing.T) {
+	ctx := context.Background()
+	s, db := newTestStore(t)
+	defer s.Close()
+	for i := range 300 {
+		mustInsert(t, s, Values{"name": fmt.Sprintf("r%d", i), "n": i})
+	}
+	w, _ := Open(ctx, db)
+	defer w.Close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			w.Insert(ctx, Values{"name": "more", "n": i})
+		}
+	}()
+	dir := t.TempDir()
+	copyPath := filepath.Join(dir, "copy.db")
+	if _, err := s.BackupFile(ctx, copyPath); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	wg.Wait()
+	c, err := Open(ctx, copyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := c.Check(ctx); err != nil || !rep.OK() || rep.Records < 300 {
+		t.Fatalf("the backup: %v %v (%d records)", err, rep.Problems, rep.Records)
+	}
+	n, _ := c.Len(ctx)
+	c.Close()
+	if _, err := s.BackupFile(ctx, copyPath); !errors.Is(err, ErrExists) {
+		t.Errorf("backup over an existing file: %v, want ErrExists", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.BackupFile(cctx, filepath.Join(dir, "cancelled.db")); err == nil {
+		t.Error("a cancelled backup succeeded")
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, "cancelled.db*")); len(m) != 0 {
+		t.Errorf("a cancelled backup left %v", m)
+	}
+	// Restore: a warm reader of the store sees the restored records.
+	if _, err := s.Len(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restore(ctx, copyPath); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Len(ctx); got != n {
+		t.Errorf("after Restore: %d records, want the backup's %d", got, n)
+	}
+	raw, _ := os.ReadFile(copyPath)
+	os.WriteFile(copyPath, bytes.ReplaceAll(raw, []byte("records"), []byte("RECORDS")), 0o644)
+	before := fileHash(t, db)
+	if err := s.Restore(ctx, copyPath); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("restore from a damaged backup: %v, want ErrCorrupt", err)
+	}
+	if fileHash(t, db) != before {
+		t.Error("a refused restore changed the store")
+	}
+}

@@ -108,6 +108,54 @@ place; keep the damaged file until you have.`,
 	return c
 }
 
+func (a *app) backupCmd() *cobra.Command {
+	var force bool
+	c := &cobra.Command{
+		Use:   "backup DB FILE",
+		Short: "Write a consistent copy of the store, while others keep reading",
+		Long: `Copy the store to FILE under the shared lock (readers carry on, writers wait
+while it copies): into FILE.partial first, fsynced, checked as "psbase check"
+checks a store, then renamed into place. FILE is itself a store: open it, or
+put it back with "psbase restore". Prints the bytes written.`,
+		Example: `  psbase backup jobs.db /backups/jobs-$(date +%F).db`,
+		Args:    exactArgs(2, "DB FILE"),
+		RunE: a.withStore(func(ctx context.Context, s *psbase.Store, args []string) error {
+			var opts []psbase.Option
+			if force {
+				opts = append(opts, psbase.WithOverwrite())
+			}
+			n, err := s.BackupFile(ctx, args[1], opts...)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(a.stdout, "backed up: %d bytes to %s\n", n, args[1])
+			return err
+		}),
+	}
+	c.Flags().BoolVar(&force, "force", false, "replace FILE if it exists")
+	return c
+}
+
+func (a *app) restoreCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "restore DB FILE",
+		Short: "Replace the store with a backup, under the exclusive lock",
+		Long: `Check the backup FILE (a damaged one is refused with exit code 7 and nothing
+changes), then, under the store's exclusive lock, copy it beside the store,
+fsync it, give it the store's owner, group and mode, and rename it over the
+store. Every record written since the backup is gone.`,
+		Example: `  psbase restore jobs.db /backups/jobs-2026-12-01.db`,
+		Args:    exactArgs(2, "DB FILE"),
+		RunE: a.withStore(func(ctx context.Context, s *psbase.Store, args []string) error {
+			if err := s.Restore(ctx, args[1]); err != nil {
+				return err
+			}
+			a.infof("restored %s from %s", args[0], args[1])
+			return nil
+		}),
+	}
+}
+
 func (a *app) cleanupCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "cleanup DB",
