@@ -127,15 +127,22 @@ func (g *gcState) retireLocked() {
 	}
 }
 
-// close closes every queue (Store.Close).
+// close closes every queue (Store.Close). A queue that still holds a
+// request of this Store stays mapped: the call waiting for it finishes
+// normally, as a transaction begun before Close does.
 func (g *gcState) close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.retireLocked()
+	var keep []*gcQueue
 	for _, q := range g.old {
+		if q.ownPending() {
+			keep = append(keep, q)
+			continue
+		}
 		q.close()
 	}
-	g.old = nil
+	g.old = keep
 }
 
 func (g *gcState) stats() (batches, ops uint64) { return g.batches.Load(), g.ops.Load() }
