@@ -94,12 +94,8 @@ func (s *Store) combine(g *lock.Grant, own *gcOp, mine *gcMine) (*gcResult, erro
 			if mine != nil && q == mine.q && t.slot == mine.slot && t.req == mine.req {
 				mineItem = it
 			}
-			if reqs != nil && !s.cfg.weak.gcNoRecords {
-				if rec := reqs.Get(requestKey(q.qid, t.slot)); len(rec) >= 16 && bytes.Equal(rec[:16], t.req[:]) {
-					res, err := decodeResult(rec[16:])
-					if err != nil {
-						res = &gcResult{err: err}
-					}
+			if !s.cfg.weak.gcNoRecords {
+				if res, ok := recordedResult(reqs, q.qid, t.slot, t.req); ok {
 					it.res, it.done = res, true // committed by a combiner that died before publishing
 					items = append(items, it)
 					continue
@@ -125,11 +121,7 @@ func (s *Store) combine(g *lock.Grant, own *gcOp, mine *gcMine) (*gcResult, erro
 			mineItem.res, mineItem.done = res, true
 		} else if withdrew := mine.q.withdraw(mine.slot); withdrew || tx.format < 2 {
 			mineItem.op = mine.op
-		} else if rec := lookupRequest(reqs, mine.q.qid, mine.slot); len(rec) >= 16 && bytes.Equal(rec[:16], mine.req[:]) {
-			res, err := decodeResult(rec[16:])
-			if err != nil {
-				res = &gcResult{err: err}
-			}
+		} else if res, ok := recordedResult(reqs, mine.q.qid, mine.slot, mine.req); ok {
 			mineItem.res, mineItem.done = res, true
 		} else {
 			mineItem.op = mine.op // never applied: its slot was reset under it
@@ -336,9 +328,20 @@ func requestKey(qid [16]byte, slot int) []byte {
 	return append(append(make([]byte, 0, 18), qid[:]...), byte(slot>>8), byte(slot))
 }
 
-func lookupRequest(reqs interface{ Get([]byte) []byte }, qid [16]byte, slot int) []byte {
+// recordedResult returns the result that the idempotency record of (qid,
+// slot) holds for request req, if it holds that request: then a combiner
+// committed it and died before publishing.
+func recordedResult(reqs interface{ Get([]byte) []byte }, qid [16]byte, slot int, req [16]byte) (*gcResult, bool) {
 	if reqs == nil {
-		return nil
+		return nil, false
 	}
-	return reqs.Get(requestKey(qid, slot))
+	rec := reqs.Get(requestKey(qid, slot))
+	if len(rec) < 16 || !bytes.Equal(rec[:16], req[:]) {
+		return nil, false
+	}
+	res, err := decodeResult(rec[16:])
+	if err != nil {
+		res = &gcResult{err: err}
+	}
+	return res, true
 }

@@ -1,8 +1,8 @@
 package psbase_test
 
 // Process storms: psbase stormed by 50+ real OS processes (package storm
-// re-executes this test binary), each scenario of design/storms.md with its
-// negative control in the same run. A negative control does the same work
+// re-executes this test binary), each scenario of the seeds' stories (README,
+// "Tests") with its negative control in the same run. A negative control does the same work
 // the way the seeds' broken programs did (two lock sections where one is
 // needed, a cache outside the lock, a create outside the lock...) and asserts
 // that the checker DOES report the anomaly: a checker that cannot say "no"

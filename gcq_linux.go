@@ -18,7 +18,6 @@ package psbase
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -214,14 +213,20 @@ func makeQueue(dbPath string, mode os.FileMode) bool {
 	binary.LittleEndian.PutUint32(h[hSlots:], gcqSlots)
 	binary.LittleEndian.PutUint32(h[hSlotSize:], gcqSlotSize)
 	copy(h[hBoot:], boot[:])
-	if _, err := rand.Read(h[hQueueID : hQueueID+16]); err != nil {
-		return false
-	}
+	randomID(h[hQueueID : hQueueID+16])
 	if n, err := unix.Pwrite(fd, h, 0); err != nil || n != len(h) {
 		return false
 	}
 	err = unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", fd), unix.AT_FDCWD, dbPath+suffixQueue, unix.AT_SYMLINK_FOLLOW)
 	return err == nil || errors.Is(err, unix.EEXIST)
+}
+
+// randomID fills b (16 bytes) with a random identity: queue and request
+// IDs must not repeat, not resist an adversary (who can write the queue
+// file anyway).
+func randomID(b []byte) {
+	binary.LittleEndian.PutUint64(b[0:], mrand.Uint64())
+	binary.LittleEndian.PutUint64(b[8:], mrand.Uint64())
 }
 
 // checkQueueFile applies the lock files' rules to the queue file.
@@ -259,9 +264,7 @@ func (q *gcQueue) reset(boot [16]byte) {
 	keepID := string(m[hMagic:hMagic+8]) == gcqMagic && binary.LittleEndian.Uint32(m[hVersion:]) == gcqVersion &&
 		!bytes.Equal(m[hQueueID:hQueueID+16], make([]byte, 16))
 	if !keepID {
-		var id [16]byte
-		_, _ = rand.Read(id[:])
-		copy(m[hQueueID:], id[:])
+		randomID(m[hQueueID : hQueueID+16])
 	}
 	copy(m[hMagic:], gcqMagic)
 	binary.LittleEndian.PutUint32(m[hVersion:], gcqVersion)

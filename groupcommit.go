@@ -48,7 +48,6 @@ package psbase
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -214,7 +213,7 @@ func (s *Store) submit(ctx context.Context, name string, op *gcOp) (*gcResult, e
 	}
 	defer q.unclaim(slot)
 	var req [16]byte
-	_, _ = rand.Read(req[:])
+	randomID(req[:])
 	if !q.publish(slot, req, payload) {
 		return nil, errNotCombinable
 	}
