@@ -119,7 +119,10 @@ func TestFairness(t *testing.T) {
 	}
 	lo, hi := slices.Min(counts), slices.Max(counts)
 	t.Logf("acquisitions per process in ~1.5 s: %v", counts)
-	if lo == 0 || hi > 4*lo {
+	// A queue that lets a process barge shows ratios in the tens or a
+	// process with none (bench: seed-polling, 0..30); a loaded machine
+	// alone, whose scheduler runs some processes less, stays well below 10.
+	if lo == 0 || hi > 10*lo {
 		t.Fatalf("unfair: min %d, max %d acquisitions (%v)", lo, hi, counts)
 	}
 }
