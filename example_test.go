@@ -188,3 +188,42 @@ func ExampleRecord_Decode() {
 	fmt.Printf("%+v\n", j)
 	// Output: {ID:1 Name:backup Runs:2}
 }
+
+// Scan streams a large result in ID order, a page at a time under short
+// shared locks, so a long loop never holds writers up; Tx.All iterates
+// inside a transaction.
+func ExampleStore_Scan() {
+	path, cleanup := tempPath()
+	defer cleanup()
+	ctx := context.Background()
+	s, _ := psbase.Create(ctx, path, []psbase.Field{{Name: "n", Type: psbase.Int}})
+	_ = s.Txn(ctx, func(tx *psbase.Tx) error {
+		for i := 1; i <= 2000; i++ {
+			if _, err := tx.Insert(psbase.Values{"n": i}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	sum := int64(0)
+	for rec, err := range s.Scan(ctx, psbase.Query{Where: []psbase.Filter{psbase.Gt("n", 1990)}}) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		sum += rec.Values["n"].(int64)
+	}
+	fmt.Println("sum of n > 1990:", sum)
+	_ = s.View(ctx, func(tx *psbase.Tx) error {
+		for rec, err := range tx.All(psbase.Query{OrderBy: []psbase.Order{psbase.Desc("n")}, Limit: 2}) {
+			if err != nil {
+				return err
+			}
+			fmt.Println(rec.ID, rec.Values["n"])
+		}
+		return nil
+	})
+	// Output:
+	// sum of n > 1990: 19955
+	// 2000 2000
+	// 1999 1999
+}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -1047,5 +1048,110 @@ func TestBackupAndRestore(t *testing.T) {
 	}
 	if fileHash(t, db) != before {
 		t.Error("a refused restore changed the store")
+	}
+}
+
+// TestIterators: Tx.All yields what Select returns (streamed or sorted),
+// stops when the loop breaks; Store.Scan yields every matching record in ID
+// order across pages, with Offset and Limit over the whole stream, and
+// holds no lock between pages (a write from inside the loop goes through,
+// and a record it adds ahead of the loop appears).
+func TestIterators(t *testing.T) {
+	ctx := context.Background()
+	s, db := newTestStore(t)
+	const total = 3*ScanPage + 17
+	err := s.Txn(ctx, func(tx *Tx) error {
+		for i := range total {
+			if _, err := tx.Insert(Values{"name": fmt.Sprintf("r%d", i), "n": i % 10}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := func(recs []Record) []uint64 {
+		var out []uint64
+		for _, r := range recs {
+			out = append(out, r.ID)
+		}
+		return out
+	}
+	for _, q := range []Query{
+		{Where: []Filter{Eq("n", 3)}},
+		{Where: []Filter{Ge("n", 5)}, Offset: 7, Limit: 40},
+		{OrderBy: []Order{Desc("n")}, Limit: 30},
+	} {
+		want, err := s.Select(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []Record
+		err = s.View(ctx, func(tx *Tx) error {
+			for r, err := range tx.All(q) {
+				if err != nil {
+					return err
+				}
+				got = append(got, r)
+			}
+			return nil
+		})
+		if err != nil || !slices.Equal(ids(got), ids(want)) {
+			t.Errorf("Tx.All(%+v): %d records %v, Select %d", q, len(got), err, len(want))
+		}
+		if len(q.OrderBy) > 0 {
+			continue
+		}
+		got = got[:0]
+		for r, err := range s.Scan(ctx, q) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, r)
+		}
+		if !slices.Equal(ids(got), ids(want)) {
+			t.Errorf("Scan(%+v): %d records, Select %d", q, len(got), len(want))
+		}
+	}
+	// Breaking out early.
+	n := 0
+	for range s.Scan(ctx, Query{}) {
+		if n++; n == 10 {
+			break
+		}
+	}
+	if n != 10 {
+		t.Errorf("break after 10: %d", n)
+	}
+	// No lock between pages: another handle writes from inside the loop.
+	w, err := Open(ctx, db, WithLockTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	seen, added := 0, uint64(0)
+	var lastID uint64
+	for r, err := range s.Scan(ctx, Query{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.ID <= lastID {
+			t.Fatalf("Scan went back: %d after %d", r.ID, lastID)
+		}
+		lastID = r.ID
+		if seen++; seen == ScanPage+5 {
+			if added, err = w.Insert(ctx, Values{"name": "added during the scan"}); err != nil {
+				t.Fatalf("a write from inside the Scan loop: %v (a lock held across pages?)", err)
+			}
+		}
+	}
+	if seen != total+1 || lastID != added {
+		t.Errorf("Scan saw %d records ending at %d; want %d ending at the one added (%d)", seen, lastID, total+1, added)
+	}
+	for _, err := range s.Scan(ctx, Query{OrderBy: []Order{Asc("n")}}) {
+		if !errors.Is(err, ErrSchema) {
+			t.Errorf("Scan with OrderBy: %v, want ErrSchema", err)
+		}
 	}
 }
