@@ -59,7 +59,7 @@ func (s *Store) Cleanup(ctx context.Context) (res CleanupResult, err error) {
 	if err != nil {
 		return res, wrapErr("cleanup", s.path, err)
 	}
-	s.logf(slog.LevelInfo, "compacted", "before", res.Before, "after", res.After)
+	s.logf(ctx, slog.LevelInfo, "compacted", "before", res.Before, "after", res.After)
 	return res, nil
 }
 

@@ -4,6 +4,7 @@ package psbase
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -77,7 +78,7 @@ func (s *Store) combine(g *lock.Grant, own *gcOp, mine *gcMine) (*gcResult, erro
 	var queues []*gcQueue
 	if tx.format >= 2 {
 		if q, err := s.gc.ensure(s); err != nil {
-			s.logf(slog.LevelWarn, "group commit: queue not usable", "err", err)
+			s.logf(context.Background(), slog.LevelWarn, "group commit: queue not usable", "err", err)
 		} else if q != nil {
 			queues = append(queues, q)
 		}

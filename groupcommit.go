@@ -90,7 +90,7 @@ func (g *gcState) queue(s *Store) *gcQueue {
 		q, err = openQueue(s.path, uid, s.cfg.fileMode, false)
 	}
 	if err != nil {
-		s.logf(slog.LevelDebug, "group commit: queue not usable", "err", err)
+		s.logf(context.Background(), slog.LevelDebug, "group commit: queue not usable", "err", err)
 		return nil
 	}
 	if q != nil {

@@ -288,7 +288,7 @@ func (s *Store) create(sch *schema, overwrite bool) error {
 		replace = true
 	case s.halfMade(fi):
 		replace = true
-		s.logf(slog.LevelInfo, "replacing a store whose creation was interrupted")
+		s.logf(context.Background(), slog.LevelInfo, "replacing a store whose creation was interrupted")
 	default:
 		return fmt.Errorf("%w: %s (use WithOverwrite to replace it)", ErrExists, s.path)
 	}

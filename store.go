@@ -79,7 +79,7 @@ func Create(ctx context.Context, path string, fields []Field, opts ...Option) (*
 	if err != nil {
 		return nil, wrapErr("create", real, err)
 	}
-	s.logf(slog.LevelInfo, "created store", "fields", len(fields))
+	s.logf(ctx, slog.LevelInfo, "created store", "fields", len(fields))
 	return s, nil
 }
 
@@ -220,7 +220,7 @@ func (s *Store) acquire(ctx context.Context, op string, exclusive, mayCreate boo
 		return nil, fromLock(err)
 	}
 	if waited > time.Second {
-		s.logf(slog.LevelDebug, "waited for lock", "op", op, "waited", waited)
+		s.logf(ctx, slog.LevelDebug, "waited for lock", "op", op, "waited", waited)
 	}
 	return g, nil
 }
@@ -330,8 +330,13 @@ func (s *Store) Begin(ctx context.Context, writable bool) (*Tx, error) {
 	return tx, nil
 }
 
-func (s *Store) logf(level slog.Level, msg string, args ...any) {
+// logf logs to the Store's logger with the caller's ctx (so a handler sees
+// its trace IDs), or context.Background() where no call carries one.
+func (s *Store) logf(ctx context.Context, level slog.Level, msg string, args ...any) {
 	if s.log != nil {
-		s.log.Log(context.Background(), level, msg, append([]any{"store", s.path}, args...)...)
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		s.log.Log(ctx, level, msg, append([]any{"store", s.path}, args...)...)
 	}
 }

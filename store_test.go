@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -1152,6 +1153,49 @@ func TestIterators(t *testing.T) {
 	for _, err := range s.Scan(ctx, Query{OrderBy: []Order{Asc("n")}}) {
 		if !errors.Is(err, ErrSchema) {
 			t.Errorf("Scan with OrderBy: %v, want ErrSchema", err)
+		}
+	}
+}
+
+// ctxKey carries a trace id in TestLogContext.
+type ctxKey struct{}
+
+// ctxHandler records the trace id of every record's context.
+type ctxHandler struct {
+	mu  sync.Mutex
+	ids []any
+}
+
+func (h *ctxHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *ctxHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ids = append(h.ids, ctx.Value(ctxKey{}))
+	return nil
+}
+func (h *ctxHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *ctxHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestLogContext: the store logs with the caller's context, so a handler
+// sees its values (trace ids).
+func TestLogContext(t *testing.T) {
+	h := &ctxHandler{}
+	ctx := context.WithValue(context.Background(), ctxKey{}, "trace-42")
+	s, err := Create(ctx, filepath.Join(t.TempDir(), "l.db"), testFields, WithLogger(slog.New(h)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.ids) < 2 {
+		t.Fatalf("%d log records", len(h.ids))
+	}
+	for i, id := range h.ids {
+		if id != "trace-42" {
+			t.Errorf("log record %d had context value %v, want the caller's trace-42", i, id)
 		}
 	}
 }
