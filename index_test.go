@@ -39,7 +39,7 @@ func randomQuery(r *rand.Rand) Query {
 	case 1:
 		q.Where = []Filter{In("s", strs[r.IntN(len(strs))], strs[r.IntN(len(strs))])}
 	case 2:
-		q.Where = Between("k", r.IntN(10), r.IntN(10))
+		q.Where = []Filter{Between("k", r.IntN(10), r.IntN(10))}
 	case 3:
 		q.Where = []Filter{Gt("f", float64(r.IntN(10))-5)}
 	case 4:

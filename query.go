@@ -24,6 +24,7 @@ const (
 	OpPrefix  Op = "prefix"
 	OpIsNull  Op = "is-null"
 	OpNotNull Op = "not-null"
+	OpBetween Op = "between" // Values[0] <= field <= Values[1]
 )
 
 // Filter is one condition of a query: Field Op Value (Values for OpIn).
@@ -64,9 +65,10 @@ func IsNull(field string) Filter { return Filter{Field: field, Op: OpIsNull} }
 // NotNull matches records whose field is not null.
 func NotNull(field string) Filter { return Filter{Field: field, Op: OpNotNull} }
 
-// Between matches lo <= field <= hi; it is shorthand for Ge and Le.
-func Between(field string, lo, hi any) []Filter {
-	return []Filter{Ge(field, lo), Le(field, hi)}
+// Between matches lo <= field <= hi: one Filter, like every other builder
+// (it is Ge and Le together, and uses an index as a range does).
+func Between(field string, lo, hi any) Filter {
+	return Filter{Field: field, Op: OpBetween, Values: []any{lo, hi}}
 }
 
 // Order is one sort key of a query.
@@ -108,7 +110,20 @@ type cond struct {
 
 func compileFilters(s *schema, where []Filter) ([]cond, error) {
 	out := make([]cond, 0, len(where))
+	// Between is Ge and Le: expand it, so that the planner and the matcher
+	// see two range conditions.
+	var expanded []Filter
 	for _, w := range where {
+		if w.Op != OpBetween {
+			expanded = append(expanded, w)
+			continue
+		}
+		if len(w.Values) != 2 {
+			return nil, errorf(ErrSchema, "filter %s between needs two values (lo, hi), got %d", w.Field, len(w.Values))
+		}
+		expanded = append(expanded, Ge(w.Field, w.Values[0]), Le(w.Field, w.Values[1]))
+	}
+	for _, w := range expanded {
 		f, err := s.field(w.Field)
 		if err != nil {
 			return nil, err

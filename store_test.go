@@ -1199,3 +1199,28 @@ func TestLogContext(t *testing.T) {
 		}
 	}
 }
+
+// TestBetweenOneFilter: Between is one Filter, the same as Ge and Le
+// together, through an index as well; a malformed one is ErrSchema.
+func TestBetweenOneFilter(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newTestStore(t)
+	for i := range 50 {
+		mustInsert(t, s, Values{"name": fmt.Sprintf("r%d", i), "n": i})
+	}
+	for _, indexed := range []bool{false, true} {
+		if indexed {
+			if err := s.CreateIndex(ctx, "n", false, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.Select(ctx, Query{Where: []Filter{Between("n", 10, 14)}})
+		want, _ := s.Select(ctx, Query{Where: []Filter{Ge("n", 10), Le("n", 14)}})
+		if err != nil || len(got) != 5 || len(want) != 5 {
+			t.Errorf("Between(10, 14), indexed %v: %d records %v (Ge+Le: %d)", indexed, len(got), err, len(want))
+		}
+	}
+	if _, err := s.Select(ctx, Query{Where: []Filter{{Field: "n", Op: OpBetween, Values: []any{1}}}}); !errors.Is(err, ErrSchema) {
+		t.Errorf("a between with one value: %v, want ErrSchema", err)
+	}
+}
