@@ -12,7 +12,6 @@ package psbase
 // overwrite and Open(WithCreate) have their own loop: TestCreateKilled.)
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -288,18 +287,8 @@ func crashLoop(t *testing.T, rounds int, weak bool) (violation error, inFlight m
 	applied := 0 // operations 0..applied-1 are in the model
 	inFlight = map[string]int{}
 	for round := range rounds {
-		cmd := helperCmd(t, mode, db)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		line, _ := bufio.NewReader(out).ReadString('\n')
+		cmd, line := startLooping(t, mode, db)
 		if line != "looping\n" {
-			cmd.Process.Kill()
-			cmd.Wait()
 			b, _ := os.ReadFile(db + ".oplog")
 			t.Fatalf("round %d: helper said %q; log tail: %s", round, line, clTail(string(b)))
 		}

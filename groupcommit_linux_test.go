@@ -440,16 +440,6 @@ func waitSubmitted(t *testing.T, path string) {
 	t.Fatal("no request was ever queued")
 }
 
-func newTestStoreFields(t testing.TB, fields []Field, opts ...Option) (*Store, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "test.db")
-	s, err := Create(context.Background(), path, fields, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, path
-}
-
 // TestGroupCommitInProcess: goroutines of one process, on one Store and on
 // two, combine too, each with its own result: inserts, collisions on a
 // unique value, versioned updates that conflict, increments, deletes of

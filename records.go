@@ -186,57 +186,58 @@ func (tx *Tx) update(id uint64, version *uint64, changes any) (Record, error) {
 // is ErrSchema if the field is not an Int or the sum overflows int64, and
 // ErrNotFound if there is no such record; nothing is written then.
 func (tx *Tx) Add(id uint64, field string, delta int64) (v int64, err error) {
-	old, err := tx.enter(true)
+	err = tx.add(id, field, Int, func(cur any) (any, error) {
+		c, _ := cur.(int64)
+		if (delta > 0 && c > math.MaxInt64-delta) || (delta < 0 && c < math.MinInt64-delta) {
+			return nil, errorf(ErrSchema, "field %q of record %d: %d + %d overflows int64", field, id, c, delta)
+		}
+		v = c + delta
+		return v, nil
+	})
 	if err != nil {
 		return 0, err
 	}
-	defer tx.exit(old, &err)
-	cur, err := tx.addend(id, field, Int)
-	if err != nil {
-		return 0, err
-	}
-	c, _ := cur.(int64)
-	if (delta > 0 && c > math.MaxInt64-delta) || (delta < 0 && c < math.MinInt64-delta) {
-		return 0, errorf(ErrSchema, "field %q of record %d: %d + %d overflows int64", field, id, c, delta)
-	}
-	if _, err := tx.update(id, nil, Values{field: c + delta}); err != nil {
-		return 0, err
-	}
-	return c + delta, nil
+	return v, nil
 }
 
 // AddFloat is Add for a Float field.
 func (tx *Tx) AddFloat(id uint64, field string, delta float64) (v float64, err error) {
-	old, err := tx.enter(true)
+	err = tx.add(id, field, Float, func(cur any) (any, error) {
+		c, _ := cur.(float64)
+		v = c + delta
+		return v, nil
+	})
 	if err != nil {
 		return 0, err
 	}
-	defer tx.exit(old, &err)
-	cur, err := tx.addend(id, field, Float)
-	if err != nil {
-		return 0, err
-	}
-	c, _ := cur.(float64)
-	if _, err := tx.update(id, nil, Values{field: c + delta}); err != nil {
-		return 0, err
-	}
-	return c + delta, nil
+	return v, nil
 }
 
-// addend returns the current value of field (of type t) in record id.
-func (tx *Tx) addend(id uint64, field string, t Type) (any, error) {
+// add replaces field (of type t) of record id with sum of its current
+// value, refusing before any write what cannot be done.
+func (tx *Tx) add(id uint64, field string, t Type, sum func(cur any) (any, error)) (err error) {
+	old, err := tx.enter(true)
+	if err != nil {
+		return err
+	}
+	defer tx.exit(old, &err)
 	f, err := tx.sch.field(field)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if f.Type != t {
-		return nil, errorf(ErrSchema, "field %q is %s, not %s", field, f.Type, t)
+		return errorf(ErrSchema, "field %q is %s, not %s", field, f.Type, t)
 	}
 	rec, err := tx.get(id)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return rec.Values[field], nil
+	v, err := sum(rec.Values[field])
+	if err != nil {
+		return err
+	}
+	_, err = tx.update(id, nil, Values{field: v})
+	return err
 }
 
 // Delete removes the records with these IDs and returns how many it removed.

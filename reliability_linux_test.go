@@ -482,19 +482,9 @@ func TestCreateKilled(t *testing.T) {
 	for round := range rounds {
 		db := filepath.Join(dir, fmt.Sprintf("s%d.db", round%4))
 		mode := []string{"overwrite", "open-create", "create"}[round%3]
-		cmd := helperCmd(t, "create-"+mode, db)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		// Wait for the loop to run, then kill at a random instant in it.
-		line, _ := bufio.NewReader(out).ReadString('\n')
+		cmd, line := startLooping(t, "create-"+mode, db)
 		if line != "looping\n" {
-			cmd.Process.Kill()
-			cmd.Wait()
 			t.Fatalf("round %d: helper said %q", round, line)
 		}
 		time.Sleep(time.Duration(rng.IntN(20_000)) * time.Microsecond)
@@ -512,6 +502,27 @@ func TestCreateKilled(t *testing.T) {
 			t.Fatalf("round %d: a schema of %d fields, neither the old nor a new one", round, len(fields))
 		}
 	}
+}
+
+// startLooping starts the helper in mode on db and returns it with the
+// first line it printed ("looping" once its loop runs); on anything else
+// the helper is killed before the line is returned.
+func startLooping(t *testing.T, mode, db string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := helperCmd(t, mode, db)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if line != "looping\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	return cmd, line
 }
 
 // helperCmd runs TestStoreHelperProcess in mode on db.

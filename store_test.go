@@ -31,8 +31,13 @@ var testFields = []Field{
 
 func newTestStore(t testing.TB, opts ...Option) (*Store, string) {
 	t.Helper()
+	return newTestStoreFields(t, testFields, opts...)
+}
+
+func newTestStoreFields(t testing.TB, fields []Field, opts ...Option) (*Store, string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "test.db")
-	s, err := Create(context.Background(), path, testFields, opts...)
+	s, err := Create(context.Background(), path, fields, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
