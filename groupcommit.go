@@ -64,6 +64,7 @@ type gcState struct {
 	old     []*gcQueue // queues replaced (a deleted queue file): closed by Close
 	waiting bool       // the Store's waiter runs (kick)
 	made    bool       // this Store tried makeQueue
+	checked time.Time  // when ensure last found q at its path
 	err     error      // its last attempt's error
 
 	batches, ops atomic.Uint64 // batches this Store's combiners committed, and the operations in them
@@ -107,15 +108,25 @@ func (g *gcState) queue(s *Store) *gcQueue {
 func (g *gcState) ensure(s *Store) (*gcQueue, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.q != nil && !g.q.broken.Load() && g.q.current() {
-		return g.q, nil
+	// Whether the queue file is still the one at its path (a tmp cleaner
+	// may delete it) is looked at once a second, not per batch: a combiner
+	// on a replaced queue is only slower (the new queue's submitters get
+	// the lock through their own waiters), never wrong.
+	if g.q != nil && !g.q.broken.Load() {
+		if time.Since(g.checked) < time.Second {
+			return g.q, nil
+		}
+		if g.q.current() {
+			g.checked = time.Now()
+			return g.q, nil
+		}
 	}
 	q, err := openQueue(s.path, s.dbOwner(), s.cfg.fileMode, true)
 	if err != nil || q == nil {
 		return nil, err
 	}
 	g.retireLocked()
-	g.q = q
+	g.q, g.checked = q, time.Now()
 	return q, nil
 }
 
