@@ -227,3 +227,38 @@ func ExampleStore_Scan() {
 	// 2000 2000
 	// 1999 1999
 }
+
+// A typed table: the schema comes from a struct, records go in and come out
+// as that struct. Tags name fields (psbase, then msgpack, then json, then
+// the Go name) and ask for indexes.
+func ExampleTableOf() {
+	path, cleanup := tempPath()
+	defer cleanup()
+	ctx := context.Background()
+	type Job struct {
+		ID      uint64
+		Version uint64
+		Name    string `psbase:"name,unique"`
+		Runs    int    `psbase:"runs"`
+		Owner   *string
+	}
+	fields, err := psbase.FieldsOf[Job]()
+	if err != nil {
+		log.Fatal(err)
+	}
+	s, err := psbase.Create(ctx, path, fields)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	jobs, err := psbase.TableOf[Job](ctx, s)
+	if err != nil {
+		log.Fatal(err)
+	}
+	id, _ := jobs.Insert(ctx, Job{Name: "backup", Runs: 1})
+	j, _ := jobs.Get(ctx, id)
+	j.Runs++
+	j, _ = jobs.Update(ctx, id, j) // conditional on j.Version
+	fmt.Printf("%d %s runs=%d version=%d owner=%v\n", j.ID, j.Name, j.Runs, j.Version, j.Owner)
+	// Output: 1 backup runs=2 version=2 owner=<nil>
+}

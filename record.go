@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"reflect"
 	"sort"
 	"time"
 
@@ -29,25 +30,25 @@ type Record struct {
 	Values  Values
 }
 
-// Decode stores the record into dst, a pointer to a struct, through msgpack
-// (so msgpack field tags apply). The record's ID and Version are offered as
-// the keys "id" and "version", so a struct field tagged `msgpack:"id"`
-// receives the ID.
+// Decode stores the record into dst, a pointer to a struct. Struct fields
+// are matched to record fields by the naming rule: a `psbase:"name"` tag,
+// else a msgpack tag, else a json tag, else the Go field name, exactly and
+// then without regard to case; embedded structs are flattened. The field
+// that maps to "id" receives the record's ID, "version" its Version. Values
+// convert between Go types of one kind (int64 into an int32 field, say) and
+// one that does not fit is an error, as is a struct none of whose fields
+// matches one of the record's: psbase never decodes silently into nothing.
+// Fields the record does not have (a projection) are left as they are.
 func (r Record) Decode(dst any) error {
-	m := make(map[string]any, len(r.Values)+2)
-	for k, v := range r.Values {
-		m[k] = v
+	rv := reflect.ValueOf(dst)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return errorf(ErrSchema, "Decode wants a non-nil pointer to a struct, not %T", dst)
 	}
-	m["id"] = r.ID
-	m["version"] = r.Version
-	b, err := msgpack.Marshal(m)
-	if err != nil {
-		return errorf(ErrSchema, "record %d does not encode: %v", r.ID, err)
+	rv = rv.Elem()
+	if rv.Kind() != reflect.Struct || rv.Type() == timeType {
+		return errorf(ErrSchema, "Decode wants a pointer to a struct, not %T", dst)
 	}
-	if err := msgpack.Unmarshal(b, dst); err != nil {
-		return errorf(ErrSchema, "record %d does not decode into %T: %v", r.ID, dst, err)
-	}
-	return nil
+	return r.decodeStruct(rv)
 }
 
 // castagnoli is the CRC32C table; its polynomial has hardware support.

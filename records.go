@@ -73,6 +73,9 @@ func (tx *Tx) prepare(v any, partial bool) (Values, error) {
 	out := make(Values, len(tx.sch.Fields))
 	for _, k := range sortedNames(in) {
 		x := in[k]
+		if fromStruct {
+			k = tx.sch.canonicalName(k)
+		}
 		if isReserved(k) {
 			if fromStruct && isZero(x) {
 				continue

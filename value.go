@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Values maps field names to values: the input of Insert and Update, and the
@@ -206,9 +204,9 @@ func fmtValue(v any) string {
 }
 
 // toValues turns the input of Insert/Update into a Values map: a Values or
-// map[string]any as it is, a struct or pointer to struct through its msgpack
-// encoding (so msgpack field tags apply). fromStruct tells the caller that
-// zero "id"/"version" keys may be ignored (a struct that carries its ID).
+// map[string]any as it is, a struct or pointer to struct by the naming rule
+// of structmap.go. fromStruct tells the caller that the names may differ from
+// the schema's in case and that zero "id"/"version" were left out.
 func toValues(v any) (vals Values, fromStruct bool, err error) {
 	switch m := v.(type) {
 	case Values:
@@ -217,6 +215,10 @@ func toValues(v any) (vals Values, fromStruct bool, err error) {
 		return Values(m), false, nil
 	case nil:
 		return nil, false, errorf(ErrSchema, "no values (nil)")
+	}
+	if rv, ok := structType(v); ok {
+		vals, err := structValues(rv)
+		return vals, true, err
 	}
 	rv := reflect.ValueOf(v)
 	for rv.Kind() == reflect.Pointer && !rv.IsNil() {
@@ -230,18 +232,7 @@ func toValues(v any) (vals Values, fromStruct bool, err error) {
 		}
 		return out, false, nil
 	}
-	if rv.Kind() != reflect.Struct {
-		return nil, false, errorf(ErrSchema, "values must be psbase.Values, a map[string]any or a struct, not %T", v)
-	}
-	b, err := msgpack.Marshal(v)
-	if err != nil {
-		return nil, true, errorf(ErrSchema, "struct %T does not encode: %v", v, err)
-	}
-	var m map[string]any
-	if err := msgpack.Unmarshal(b, &m); err != nil {
-		return nil, true, errorf(ErrSchema, "struct %T does not encode to a map: %v", v, err)
-	}
-	return Values(m), true, nil
+	return nil, false, errorf(ErrSchema, "values must be psbase.Values, a map[string]any or a struct, not %T", v)
 }
 
 // isZero reports whether v is the zero value of its type (nil counts).
