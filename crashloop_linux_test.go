@@ -203,7 +203,7 @@ func crashLoopChild(ctx context.Context, db string, weak bool) {
 				if clIndexed(fields) {
 					err = s.DropIndex(ctx, "n")
 				} else {
-					err = s.CreateIndex(ctx, "n", false, nil)
+					err = s.CreateIndex(ctx, "n")
 				}
 			}
 		case "cleanup":

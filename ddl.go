@@ -104,15 +104,32 @@ func (tx *Tx) rebuildIndex(field string) error {
 // CreateIndex builds a secondary index on field, under the exclusive lock in
 // one transaction: either the whole index exists afterwards or none of it.
 // Every record gets an entry, nulls included, so ordered walks are complete.
-// With unique, a second record with the same non-null value is refused with
-// ErrDuplicate; any number of records may hold null in a unique field.
-// progress, if not nil, is called as records are indexed (done of total).
-// Building fails with ErrDuplicate, changing nothing, when existing records
-// already violate uniqueness.
-func (s *Store) CreateIndex(ctx context.Context, field string, unique bool, progress func(done, total int)) error {
+// With Unique(), a second record with the same non-null value is refused
+// with ErrDuplicate; any number of records may hold null in a unique field.
+// With IndexProgress(fn), fn is called as records are indexed (done of
+// total). Building fails with ErrDuplicate, changing nothing, when existing
+// records already violate uniqueness.
+func (s *Store) CreateIndex(ctx context.Context, field string, opts ...IndexOption) error {
 	return s.run(ctx, "create-index", true, func(tx *Tx) error {
-		return tx.CreateIndex(field, unique, progress)
+		return tx.CreateIndex(field, opts...)
 	})
+}
+
+// IndexOption configures CreateIndex.
+type IndexOption func(*indexConfig)
+
+type indexConfig struct {
+	unique   bool
+	progress func(done, total int)
+}
+
+// Unique makes CreateIndex build a unique index.
+func Unique() IndexOption { return func(c *indexConfig) { c.unique = true } }
+
+// IndexProgress makes CreateIndex call fn as records are indexed, with the
+// number done and the total; fn runs under the store's lock: keep it short.
+func IndexProgress(fn func(done, total int)) IndexOption {
+	return func(c *indexConfig) { c.progress = fn }
 }
 
 // DropIndex removes the index on field.
@@ -141,13 +158,19 @@ func (s *Store) SetDefault(ctx context.Context, name string, v any) error {
 }
 
 // CreateIndex is Store.CreateIndex inside a write transaction.
-func (tx *Tx) CreateIndex(field string, unique bool, progress func(done, total int)) (err error) {
+func (tx *Tx) CreateIndex(field string, opts ...IndexOption) (err error) {
+	var c indexConfig
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
 	old, err := tx.enter(true)
 	if err != nil {
 		return err
 	}
 	defer tx.exit(old, &err)
-	return tx.createIndex(field, unique, progress)
+	return tx.createIndex(field, c.unique, c.progress)
 }
 
 // DropIndex is Store.DropIndex inside a write transaction.

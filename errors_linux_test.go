@@ -34,7 +34,7 @@ func TestErrorsWrapOneSentinel(t *testing.T) {
 	dir := t.TempDir()
 	s, db := newTestStore(t, WithLockTimeout(200*time.Millisecond))
 	id := mustInsert(t, s, Values{"name": "a"})
-	if err := s.CreateIndex(ctx, "name", true, nil); err != nil {
+	if err := s.CreateIndex(ctx, "name", Unique()); err != nil {
 		t.Fatal(err)
 	}
 	rec, _ := s.Get(ctx, id)

@@ -41,7 +41,7 @@ func benchStore(b *testing.B, n int, indexed bool) *Store {
 		}
 	}
 	if indexed {
-		if err := s.CreateIndex(ctx, "u", true, nil); err != nil {
+		if err := s.CreateIndex(ctx, "u", Unique()); err != nil {
 			b.Fatal(err)
 		}
 	}

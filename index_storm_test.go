@@ -129,7 +129,7 @@ func TestStormKillIndexBuild(t *testing.T) {
 			}
 			// How long a build takes here, so the kill window is inside it.
 			start := time.Now()
-			if err := s.CreateIndex(ctx, "n", false, nil); err != nil {
+			if err := s.CreateIndex(ctx, "n"); err != nil {
 				return err
 			}
 			buildTime = time.Since(start)
@@ -141,7 +141,7 @@ func TestStormKillIndexBuild(t *testing.T) {
 			return err
 		}
 		w.Phase("building")
-		return s.CreateIndex(ctx, "task", false, nil)
+		return s.CreateIndex(ctx, "task")
 	})
 	l := res.Loops[0]
 	t.Logf("an index build takes %v here; kills: %+v", buildTime, l.Kills)
@@ -159,7 +159,7 @@ func TestStormKillIndexBuild(t *testing.T) {
 		t.Fatalf("a killed build left an index in the schema: %v", p)
 	}
 	// The lock is free and the build can be done again.
-	if err := s.CreateIndex(ctx, "task", false, nil); err != nil {
+	if err := s.CreateIndex(ctx, "task"); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := s.Count(ctx, psbase.Eq("task", 5)); err != nil || n != records/1000 {

@@ -243,16 +243,16 @@ func TestUniqueIndex(t *testing.T) {
 	mustInsert(t, s, Values{"plain": 5})
 	mustInsert(t, s, Values{"plain": 5})
 	before = fileHash(t, path)
-	if err := s.CreateIndex(ctx, "plain", true, nil); !errors.Is(err, ErrDuplicate) {
+	if err := s.CreateIndex(ctx, "plain", Unique()); !errors.Is(err, ErrDuplicate) {
 		t.Fatalf("unique index over duplicates: %v", err)
 	}
 	if fileHash(t, path) != before {
 		t.Fatal("failed CreateIndex changed the file")
 	}
-	if err := s.CreateIndex(ctx, "plain", false, nil); err != nil {
+	if err := s.CreateIndex(ctx, "plain"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CreateIndex(ctx, "plain", false, nil); !errors.Is(err, ErrSchema) {
+	if err := s.CreateIndex(ctx, "plain"); !errors.Is(err, ErrSchema) {
 		t.Fatalf("second index on a field: %v", err)
 	}
 	if p, _ := s.Explain(ctx, Query{Where: []Filter{Eq("plain", 5)}}); p.Index != "plain" || p.Access != "eq" {
@@ -292,7 +292,7 @@ func TestCreateIndexProgressAndDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	var calls []int
-	if err := s.CreateIndex(ctx, "n", false, func(done, total int) { calls = append(calls, done) }); err != nil {
+	if err := s.CreateIndex(ctx, "n", IndexProgress(func(done, total int) { calls = append(calls, done) })); err != nil {
 		t.Fatal(err)
 	}
 	if len(calls) != 3 || calls[len(calls)-1] != 2500 {

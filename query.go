@@ -7,30 +7,30 @@ import (
 	"strings"
 )
 
-// Op is a filter's comparison.
-type Op string
+// Operator is a filter's comparison (the Op of a Filter).
+type Operator string
 
 // The filter operators. Comparisons with a null stored value are false,
 // except IsNull and Ne (a null value is "not equal" to any non-null value).
 // Eq with a nil Value is IsNull; Ne with a nil Value is NotNull.
 const (
-	OpEq      Op = "="
-	OpNe      Op = "!="
-	OpLt      Op = "<"
-	OpLe      Op = "<="
-	OpGt      Op = ">"
-	OpGe      Op = ">="
-	OpIn      Op = "in"
-	OpPrefix  Op = "prefix"
-	OpIsNull  Op = "is-null"
-	OpNotNull Op = "not-null"
-	OpBetween Op = "between" // Values[0] <= field <= Values[1]
+	OpEq      Operator = "="
+	OpNe      Operator = "!="
+	OpLt      Operator = "<"
+	OpLe      Operator = "<="
+	OpGt      Operator = ">"
+	OpGe      Operator = ">="
+	OpIn      Operator = "in"
+	OpPrefix  Operator = "prefix"
+	OpIsNull  Operator = "is-null"
+	OpNotNull Operator = "not-null"
+	OpBetween Operator = "between" // Values[0] <= field <= Values[1]
 )
 
 // Filter is one condition of a query: Field Op Value (Values for OpIn).
 type Filter struct {
 	Field  string
-	Op     Op
+	Op     Operator
 	Value  any
 	Values []any // the set, for OpIn
 }
@@ -102,7 +102,7 @@ type Query struct {
 // cond is a Filter compiled against the schema: its value is canonical.
 type cond struct {
 	f      *fieldDef
-	op     Op
+	op     Operator
 	val    any
 	set    []any
 	prefix []byte

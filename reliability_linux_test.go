@@ -601,7 +601,7 @@ func craftCycle(t *testing.T, db string) {
 func TestRecover(t *testing.T) {
 	ctx := context.Background()
 	s, db := newTestStore(t)
-	if err := s.CreateIndex(ctx, "name", true, nil); err != nil {
+	if err := s.CreateIndex(ctx, "name", Unique()); err != nil {
 		t.Fatal(err)
 	}
 	want := map[uint64]Record{}

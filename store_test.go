@@ -936,7 +936,7 @@ func TestContextHonoredWithLock(t *testing.T) {
 
 	// CreateIndex: cancelled from its progress callback, nothing built.
 	ctx, cancel = context.WithCancel(bg)
-	err = s.CreateIndex(ctx, "name", false, func(done, total int) { cancel() })
+	err = s.CreateIndex(ctx, "name", IndexProgress(func(done, total int) { cancel() }))
 	cancel()
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("CreateIndex cancelled: %v", err)
@@ -957,7 +957,7 @@ func TestContextHonoredWithLock(t *testing.T) {
 func TestErrorDetails(t *testing.T) {
 	ctx := context.Background()
 	s, db := newTestStore(t)
-	if err := s.CreateIndex(ctx, "name", true, nil); err != nil {
+	if err := s.CreateIndex(ctx, "name", Unique()); err != nil {
 		t.Fatal(err)
 	}
 	id := mustInsert(t, s, Values{"name": "taken"})
@@ -1215,7 +1215,7 @@ func TestBetweenOneFilter(t *testing.T) {
 	}
 	for _, indexed := range []bool{false, true} {
 		if indexed {
-			if err := s.CreateIndex(ctx, "n", false, nil); err != nil {
+			if err := s.CreateIndex(ctx, "n"); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -178,7 +178,7 @@ a terminal.`,
 		Args: exactArgs(2, "DB FIELD"),
 		RunE: a.withStore(func(ctx context.Context, s *psbase.Store, args []string) error {
 			var bar *progressbar.ProgressBar
-			var progress func(done, total int)
+			progress := func(done, total int) {}
 			if !a.quiet && isTerminal(a.stderr) {
 				progress = func(done, total int) {
 					if bar == nil {
@@ -189,7 +189,11 @@ a terminal.`,
 					_ = bar.Set(done)
 				}
 			}
-			err := s.CreateIndex(ctx, args[1], unique, progress)
+			opts := []psbase.IndexOption{psbase.IndexProgress(progress)}
+			if unique {
+				opts = append(opts, psbase.Unique())
+			}
+			err := s.CreateIndex(ctx, args[1], opts...)
 			if bar != nil {
 				_ = bar.Finish()
 			}

@@ -22,7 +22,7 @@ import (
 // symbolic operators, longest first.
 var filterOps = []struct {
 	tok string
-	op  psbase.Op
+	op  psbase.Operator
 }{
 	{"<=", psbase.OpLe}, {">=", psbase.OpGe}, {"!=", psbase.OpNe}, {"==", psbase.OpEq},
 	{"^=", psbase.OpPrefix}, {"=", psbase.OpEq}, {"<", psbase.OpLt}, {">", psbase.OpGt},

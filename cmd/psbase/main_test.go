@@ -64,7 +64,7 @@ func indexesWork(dir string) bool {
 	if err != nil {
 		return false
 	}
-	return s.CreateIndex(ctx, "k", true, nil) == nil
+	return s.CreateIndex(ctx, "k", psbase.Unique()) == nil
 }
 
 func TestScripts(t *testing.T) {
@@ -254,7 +254,7 @@ func TestParseFilter(t *testing.T) {
 	})
 	for _, tc := range []struct {
 		in   string
-		op   psbase.Op
+		op   psbase.Operator
 		bad  bool
 		nval int
 	}{

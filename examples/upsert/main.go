@@ -83,7 +83,7 @@ func main() {
 			demo.Fatalf("%v", err)
 		}
 		if v.unique {
-			if err := s.CreateIndex(ctx, "ext_id", true, nil); err != nil {
+			if err := s.CreateIndex(ctx, "ext_id", psbase.Unique()); err != nil {
 				demo.Fatalf("%v", err)
 			}
 		}
