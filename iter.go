@@ -70,8 +70,8 @@ const ScanPage = 512
 // costs what page 1 costs. It is not one snapshot: a record written between
 // two pages appears if its ID is still ahead of the loop. q.OrderBy must be
 // empty (use Select for a sorted result); Offset and Limit count over the
-// whole stream. Breaking out of the loop releases everything; an error is
-// yielded once, last.
+// whole stream; q.After starts the stream after that record's ID. Breaking
+// out of the loop releases everything; an error is yielded once, last.
 func (s *Store) Scan(ctx context.Context, q Query) iter.Seq2[Record, error] {
 	return func(yield func(Record, error) bool) {
 		if len(q.OrderBy) > 0 {
@@ -79,6 +79,9 @@ func (s *Store) Scan(ctx context.Context, q Query) iter.Seq2[Record, error] {
 			return
 		}
 		var after uint64
+		if q.After != nil {
+			after = q.After.ID
+		}
 		skip, n := q.Offset, 0
 		for {
 			var page []Record
@@ -133,7 +136,7 @@ func (tx *Tx) scanFrom(cq *compiledQuery, after uint64, fn func(Record) bool) (l
 	}
 	c := tx.records.Cursor()
 	n := 0
-	for k, v := c.Seek(idKey(after + 1)); k != nil; k, v = c.Next() {
+	for k, v := c.Seek(idKey(max(after+1, cq.ids.lo))); k != nil; k, v = c.Next() {
 		if err := tx.tick(&n); err != nil {
 			return last, false, err
 		}
@@ -142,7 +145,10 @@ func (tx *Tx) scanFrom(cq *compiledQuery, after uint64, fn func(Record) bool) (l
 			return last, false, err
 		}
 		last = rec.ID
-		if matchAll(cq.conds, rec.Values) && (cq.q.Match == nil || callUser(func() bool { return cq.q.Match(rec) })) {
+		if rec.ID > cq.ids.hi {
+			return last, true, nil
+		}
+		if cq.accept(rec) {
 			if !fn(rec) {
 				return last, false, nil
 			}

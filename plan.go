@@ -21,6 +21,12 @@ func (tx *Tx) Explain(q Query) (plan Plan, err error) {
 	}
 	p := tx.planQuery(cq)
 	if p == nil {
+		switch {
+		case cq.ids.set != nil:
+			return Plan{Access: "ids"}, nil
+		case cq.ids.restricts():
+			return Plan{Access: "id-range"}, nil
+		}
 		return Plan{Access: "scan"}, nil
 	}
 	return Plan{Index: p.field.Name, Access: p.access, Ordered: p.ordered}, nil
@@ -48,6 +54,9 @@ func (tx *Tx) planQuery(cq *compiledQuery) *indexPlan {
 		return cq.plan
 	}
 	cq.planned = true
+	if cq.ids.set != nil {
+		return nil // looking the IDs up beats any index
+	}
 	var best *indexPlan
 	bestScore := 0
 	consider := func(p *indexPlan, score int) {
@@ -130,9 +139,9 @@ func (tx *Tx) planQuery(cq *compiledQuery) *indexPlan {
 		fd := tx.sch.Fields[tx.sch.byName[f.Name]]
 		consider(&indexPlan{field: &fd, access: "range", ranges: []keyRange{r}}, score)
 	}
-	if len(cq.order) == 1 && tx.sch.index(cq.order[0].Name) != nil {
-		of := cq.order[0]
-		desc := cq.q.OrderBy[0].Desc
+	if len(cq.order) == 1 && cq.order[0].f != nil && tx.sch.index(cq.order[0].f.Name) != nil {
+		of := cq.order[0].f
+		desc := cq.order[0].desc
 		switch {
 		case best != nil && best.field.Name == of.Name && len(best.ranges) == 1:
 			best.ordered, best.desc = true, desc
@@ -153,9 +162,10 @@ func (tx *Tx) indexOrdered(cq *compiledQuery) bool {
 type Plan struct {
 	// Index is the indexed field used, "" for a full scan of the records.
 	Index string
-	// Access is "scan" (every record), "eq", "in", "range", "prefix" (index
-	// lookups), or "order" (walking the index in sort order, stopping at the
-	// limit).
+	// Access is "scan" (every record), "ids" (looking up the IDs of an
+	// id filter), "id-range" (the records between the bounds of id filters
+	// or Query.After), "eq", "in", "range", "prefix" (index lookups), or
+	// "order" (walking the index in sort order, stopping at the limit).
 	Access string
 	// Ordered is true when the index also yields the requested order, so no
 	// sort is needed and a Limit stops the walk early.
@@ -164,6 +174,12 @@ type Plan struct {
 
 func (p Plan) String() string {
 	if p.Index == "" {
+		switch p.Access {
+		case "ids":
+			return "ID lookups"
+		case "id-range":
+			return "records in an ID range"
+		}
 		return "full scan"
 	}
 	s := fmt.Sprintf("index %s (%s)", p.Index, p.Access)

@@ -3,6 +3,7 @@ package psbase
 // May touch: nothing (filters and queries in memory).
 
 import (
+	"math"
 	"sort"
 	"strings"
 )
@@ -97,6 +98,14 @@ type Query struct {
 	Offset, Limit int
 	// Fields projects the result onto these fields (nil: every field).
 	Fields []string
+	// After, if set, continues a previous page: only records strictly
+	// after this one in the query's order are returned (keyset
+	// pagination). Pass the last record of the previous page; with an
+	// OrderBy it must hold the order's fields. In ID order (the default,
+	// or OrderBy "id" either way) and in the order of one indexed field,
+	// the walk starts where the previous page ended, so page 1000 costs
+	// what page 1 costs; an Offset counts from there.
+	After *Record
 }
 
 // cond is a Filter compiled against the schema: its value is canonical.
@@ -108,7 +117,9 @@ type cond struct {
 	prefix []byte
 }
 
-func compileFilters(s *schema, where []Filter) ([]cond, error) {
+// compileFilters compiles the filters on schema fields; the ones on the ID
+// go into ids.
+func compileFilters(s *schema, where []Filter, ids *idBounds) ([]cond, error) {
 	out := make([]cond, 0, len(where))
 	// Between is Ge and Le: expand it, so that the planner and the matcher
 	// see two range conditions.
@@ -124,6 +135,12 @@ func compileFilters(s *schema, where []Filter) ([]cond, error) {
 		expanded = append(expanded, Ge(w.Field, w.Values[0]), Le(w.Field, w.Values[1]))
 	}
 	for _, w := range expanded {
+		if isIDField(w.Field) {
+			if err := ids.add(w); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		f, err := s.field(w.Field)
 		if err != nil {
 			return nil, err
@@ -235,7 +252,10 @@ func matchAll(conds []cond, vals Values) bool {
 type compiledQuery struct {
 	q       Query
 	conds   []cond
-	order   []*fieldDef
+	ids     idBounds        // the filters on "id"
+	order   []orderTerm     // the sort; empty: ID order
+	idDesc  bool            // ID order, backwards
+	after   *afterKey       // Query.After in an order other than the ID's
 	project map[string]bool // nil: all fields
 	plan    *indexPlan      // chosen by Tx.planQuery
 	planned bool
@@ -248,17 +268,17 @@ func compileQuery(s *schema, q Query) (*compiledQuery, error) {
 	if q.Offset < 0 || q.Limit < 0 {
 		return nil, errorf(ErrSchema, "negative offset or limit")
 	}
-	conds, err := compileFilters(s, q.Where)
+	cq := &compiledQuery{q: q, ids: idBounds{hi: math.MaxUint64}}
+	conds, err := compileFilters(s, q.Where, &cq.ids)
 	if err != nil {
 		return nil, err
 	}
-	cq := &compiledQuery{q: q, conds: conds}
-	for _, o := range q.OrderBy {
-		f, err := s.field(o.Field)
-		if err != nil {
-			return nil, err
-		}
-		cq.order = append(cq.order, f)
+	cq.conds = conds
+	if cq.order, cq.idDesc, err = compileOrder(s, q.OrderBy); err != nil {
+		return nil, err
+	}
+	if err := cq.compileAfter(s, q.After); err != nil {
+		return nil, err
 	}
 	if q.Fields != nil {
 		cq.project = make(map[string]bool, len(q.Fields))
@@ -276,8 +296,10 @@ func compileQuery(s *schema, q Query) (*compiledQuery, error) {
 			for _, c := range conds {
 				cq.decodeFields[c.f.Name] = true
 			}
-			for _, o := range q.OrderBy {
-				cq.decodeFields[o.Field] = true
+			for _, t := range cq.order {
+				if t.f != nil {
+					cq.decodeFields[t.f.Name] = true
+				}
 			}
 		}
 	}
@@ -287,16 +309,12 @@ func compileQuery(s *schema, q Query) (*compiledQuery, error) {
 // sortRecords orders records by the query's keys, ties by ID.
 func (cq *compiledQuery) sortRecords(recs []Record) {
 	sort.SliceStable(recs, func(i, j int) bool {
-		for k, f := range cq.order {
-			c := compareNullable(f.Type, recs[i].Values[f.Name], recs[j].Values[f.Name])
-			if cq.q.OrderBy[k].Desc {
-				c = -c
+		return cq.compareOrder(recs[i].ID, recs[i].Values, recs[j].ID, func(k int) any {
+			if t := cq.order[k]; t.f != nil {
+				return recs[j].Values[t.f.Name]
 			}
-			if c != 0 {
-				return c < 0
-			}
-		}
-		return recs[i].ID < recs[j].ID
+			return nil
+		}) < 0
 	})
 }
 

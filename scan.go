@@ -4,6 +4,7 @@ package psbase
 
 import (
 	"bytes"
+	"math"
 	"slices"
 
 	"github.com/psbase/psbase/internal/kv"
@@ -33,15 +34,23 @@ func (tx *Tx) indexScan(cq *compiledQuery, emit func(Record) (bool, error)) (boo
 	}
 	c := b.Cursor()
 	switch {
-	case !p.ordered && p.access != "eq":
+	case !p.ordered && (p.access != "eq" || cq.idDesc):
 		// The result is in ID order unless the query sorts: gather the
 		// IDs the ranges hold, then visit them sorted.
 		var ids []uint64
-		err := walkAsc(c, p, func(id uint64) (bool, error) { ids = append(ids, id); return true, nil })
+		err := walkAsc(c, p, func(id uint64) (bool, error) {
+			if cq.ids.match(id) {
+				ids = append(ids, id)
+			}
+			return true, nil
+		})
 		if err != nil {
 			return true, err
 		}
 		slices.Sort(ids)
+		if cq.idDesc {
+			slices.Reverse(ids)
+		}
 		for _, id := range ids {
 			if more, err := visit(id); err != nil || !more {
 				return true, err
@@ -219,10 +228,7 @@ func (tx *Tx) scan(cq *compiledQuery, fn func(Record) (bool, error)) error {
 		if err := tx.tick(&n); err != nil {
 			return false, err
 		}
-		if !matchAll(cq.conds, r.Values) {
-			return true, nil
-		}
-		if cq.q.Match != nil && !callUser(func() bool { return cq.q.Match(r) }) {
+		if !cq.accept(r) {
 			return true, nil
 		}
 		return fn(r)
@@ -230,14 +236,70 @@ func (tx *Tx) scan(cq *compiledQuery, fn func(Record) (bool, error)) error {
 	if done, err := tx.indexScan(cq, emit); done || err != nil {
 		return err
 	}
-	c := tx.records.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
+	return tx.walkRecords(cq, emit)
+}
+
+// walkRecords feeds emit the records the query's ID bounds allow, in ID
+// order (backwards for idDesc): by lookups for a set of IDs, else by a walk
+// of the records bucket from the lowest allowed ID to the highest.
+func (tx *Tx) walkRecords(cq *compiledQuery, emit func(Record) (bool, error)) error {
+	b := &cq.ids
+	if b.empty() {
+		return nil
+	}
+	visit := func(k, v []byte) (bool, error) {
 		rec, err := tx.decodeAt(k, v, cq.decodeFields)
 		if err != nil {
-			return err
+			return false, err
 		}
-		more, err := emit(rec)
-		if err != nil || !more {
+		return emit(rec)
+	}
+	if b.set != nil {
+		ids := slices.Clone(b.set)
+		if cq.idDesc {
+			slices.Reverse(ids)
+		}
+		for _, id := range ids {
+			k := idKey(id)
+			v := tx.records.Get(k)
+			if v == nil || !b.match(id) {
+				continue
+			}
+			if more, err := visit(k, v); err != nil || !more {
+				return err
+			}
+		}
+		return nil
+	}
+	c := tx.records.Cursor()
+	if !cq.idDesc {
+		k, v := c.First()
+		if b.lo > 0 {
+			k, v = c.Seek(idKey(b.lo))
+		}
+		for ; k != nil; k, v = c.Next() {
+			if len(k) == 8 && u64(k) > b.hi {
+				return nil
+			}
+			if more, err := visit(k, v); err != nil || !more {
+				return err
+			}
+		}
+		return nil
+	}
+	k, v := c.Last()
+	if b.hi < math.MaxUint64 {
+		if k, v = c.Seek(idKey(b.hi + 1)); k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+	}
+	for ; k != nil; k, v = c.Prev() {
+		if len(k) == 8 && u64(k) < b.lo {
+			return nil
+		}
+		if more, err := visit(k, v); err != nil || !more {
 			return err
 		}
 	}
