@@ -85,7 +85,8 @@ func goKindType(t reflect.Type) (Type, bool) {
 // concurrent use as its Store; every method is the Store's method of the
 // same name, under the same locks.
 type Table[T any] struct {
-	s *Store
+	s     *Store
+	names map[string]string // T's record field names → the schema's spelling
 }
 
 // TableOf returns the Store s seen through the struct type T. It checks that
@@ -106,17 +107,48 @@ func TableOf[T any](ctx context.Context, s *Store) (*Table[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	have := make(map[string]bool, len(fields))
+	have := make(map[string]string, len(fields))
 	for _, f := range fields {
-		have[strings.ToLower(f.Name)] = true
+		have[strings.ToLower(f.Name)] = f.Name
 	}
+	names := make(map[string]string, len(si.fields))
 	for _, sf := range si.fields {
-		if sf.special == specialNone && !have[strings.ToLower(sf.name)] {
+		if sf.special != specialNone {
+			continue
+		}
+		name, ok := have[strings.ToLower(sf.name)]
+		if !ok {
 			return nil, wrapErr("table", s.path, errorf(ErrSchema, "%s.%s maps to %q, which the store does not have (fields: %s)",
 				t, fieldPath(t, sf.index), sf.name, fieldNames(fields)))
 		}
+		names[sf.name] = name
 	}
-	return &Table[T]{s: s}, nil
+	return &Table[T]{s: s, names: names}, nil
+}
+
+// values turns v into record values spelled as the schema spells them, so
+// that a single write travels through group commit as data.
+func (t *Table[T]) values(v T) (Values, error) {
+	rv, ok := structType(v)
+	if !ok {
+		return nil, errorf(ErrSchema, "a nil %T", v)
+	}
+	vals, err := structValues(rv)
+	if err != nil {
+		return nil, err
+	}
+	return t.respell(vals), nil
+}
+
+// respell renames vals' keys to the schema's spelling.
+func (t *Table[T]) respell(vals Values) Values {
+	for k, x := range vals {
+		if name, ok := t.names[k]; ok && name != k {
+			delete(vals, k)
+			vals[name] = x
+		}
+	}
+	return vals
 }
 
 // fieldNames lists a schema's names for an error message.
@@ -132,9 +164,14 @@ func fieldNames(fields []Field) string {
 func (t *Table[T]) Store() *Store { return t.s }
 
 // Insert stores v as a new record and returns its ID (v's ID field, if it
-// has one, must be zero).
+// has one, must be zero). Unlike a struct given to Store.Insert, it travels
+// through group commit as data.
 func (t *Table[T]) Insert(ctx context.Context, v T) (uint64, error) {
-	return t.s.Insert(ctx, v)
+	vals, err := t.values(v)
+	if err != nil {
+		return 0, wrapErr("insert", t.s.path, err)
+	}
+	return t.s.Insert(ctx, vals)
 }
 
 // Get returns the record with that ID as a T, or ErrNotFound.
@@ -169,6 +206,7 @@ func (t *Table[T]) Update(ctx context.Context, id uint64, v T) (T, error) {
 	if err != nil {
 		return zero, wrapErr("update", t.s.path, err)
 	}
+	vals = t.respell(vals)
 	var rec Record
 	if version != 0 {
 		rec, err = t.s.Update(ctx, Record{ID: id, Version: version}, vals)
@@ -230,7 +268,11 @@ func asUint(x any) (uint64, bool) {
 // Upsert inserts v, or updates the one record whose key field (a unique
 // index) equals v's, as Store.Upsert.
 func (t *Table[T]) Upsert(ctx context.Context, key string, v T) (id uint64, inserted bool, err error) {
-	return t.s.Upsert(ctx, key, v)
+	vals, err := t.values(v)
+	if err != nil {
+		return 0, false, wrapErr("upsert", t.s.path, err)
+	}
+	return t.s.Upsert(ctx, key, vals)
 }
 
 // Delete removes the records with these IDs and returns how many existed.

@@ -145,6 +145,23 @@ func TestTableOf(t *testing.T) {
 		t.Fatalf("Get after Delete: %v", err)
 	}
 
+	// A typed table's writes are Values in the schema's spelling, so they
+	// travel through group commit as data.
+	type spelled struct {
+		NAME string
+		Runs int
+	}
+	sp, err := TableOf[spelled](ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vals, err := sp.values(spelled{NAME: "n", Runs: 1}); err != nil || len(vals) != 2 || vals["name"] != "n" || vals["runs"] != 1 {
+		t.Fatalf("values: %v %v", vals, err)
+	}
+	if _, ok := gcValues(Values{"name": "n"}); !ok {
+		t.Fatal("Values do not travel as data")
+	}
+
 	// A struct naming a field the store does not have is refused up front.
 	type other struct {
 		Name  string
