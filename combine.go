@@ -198,6 +198,7 @@ func (s *Store) combine(g *lock.Grant, own *gcOp, mine *gcMine) (*gcResult, erro
 		}
 		s.gc.batches.Add(1)
 		s.gc.ops.Add(uint64(n))
+		s.met.batchSize.observe(float64(n))
 	}
 	closeH()
 	// Publish every taken slot's result, then wake the submitters, then

@@ -7,6 +7,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/psbase/psbase"
 )
@@ -261,4 +262,28 @@ func ExampleTableOf() {
 	j, _ = jobs.Update(ctx, id, j) // conditional on j.Version
 	fmt.Printf("%d %s runs=%d version=%d owner=%v\n", j.ID, j.Name, j.Runs, j.Version, j.Owner)
 	// Output: 1 backup runs=2 version=2 owner=<nil>
+}
+
+// Metrics are counters of one handle, read without a lock; export them to
+// expvar with expvar.Publish("psbase", expvar.Func(func() any { return
+// s.Metrics() })), or to Prometheus from a Collector. WithObserver sees each
+// operation as it ends.
+func ExampleStore_Metrics() {
+	path, cleanup := tempPath()
+	defer cleanup()
+	ctx := context.Background()
+	slow := 0
+	s, _ := psbase.Create(ctx, path, []psbase.Field{{Name: "n", Type: psbase.Int}},
+		psbase.WithObserver(func(ctx context.Context, e psbase.Event) {
+			if e.Wait > time.Second {
+				slow++ // or: log it, with the trace ID ctx carries
+			}
+		}))
+	defer s.Close()
+	id, _ := s.Insert(ctx, psbase.Values{"n": 1})
+	_, _ = s.Get(ctx, id)
+	_, err := s.Get(ctx, id+1)
+	m := s.Metrics()
+	fmt.Println(errors.Is(err, psbase.ErrNotFound), m.Ops["insert"].Count, m.Ops["get"].Count, m.Errors["ErrNotFound"], slow)
+	// Output: true 1 2 1 0
 }

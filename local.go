@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -155,7 +156,7 @@ func (s *Store) classifyOpenError(err error) error {
 // opened for it alone. Ending the returned kv.Tx closes the file and
 // releases the lock, in that order.
 func (s *Store) beginLocal(ctx context.Context, op string, write bool) (kv.Tx, error) {
-	g, err := s.acquire(ctx, op, write, false)
+	g, waited, err := s.acquireWait(ctx, op, write, false)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +172,7 @@ func (s *Store) beginLocal(ctx context.Context, op string, write bool) (kv.Tx, e
 		release()
 		return nil, err
 	}
-	t := &localTx{s: s, h: h, grant: g, release: release, warm: warm}
+	t := &localTx{s: s, h: h, grant: g, release: release, warm: warm, waited: waited}
 	var btx *bolt.Tx
 	err = guarded(h, func() error {
 		var err error
@@ -197,7 +198,8 @@ type localTx struct {
 	h       *boltFile
 	grant   *lock.Grant
 	release func()
-	warm    bool // h is the Store's kept read handle (warm.go)
+	warm    bool          // h is the Store's kept read handle (warm.go)
+	waited  time.Duration // how long the lock took
 }
 
 // closeFile ends this transaction's use of its file: a handle of its own

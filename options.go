@@ -3,6 +3,7 @@ package psbase
 // May touch: nothing (configuration).
 
 import (
+	"context"
 	"log/slog"
 	"os"
 	"time"
@@ -27,6 +28,7 @@ const DefaultBoltTimeout = 2 * time.Second
 type Option func(*config)
 
 type config struct {
+	observer       func(context.Context, Event) // WithObserver
 	lockTimeout    time.Duration
 	boltTimeout    time.Duration
 	fileMode       os.FileMode

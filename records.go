@@ -54,6 +54,7 @@ func (tx *Tx) insert(vals Values) (uint64, error) {
 	if err := tx.records.Put(idKey(id), data); err != nil {
 		return 0, err
 	}
+	tx.s.met.wrote(len(data))
 	if err := tx.addCount(1); err != nil {
 		return 0, err
 	}
@@ -118,6 +119,7 @@ func (tx *Tx) get(id uint64) (Record, error) {
 	if data == nil {
 		return Record{}, errorf(ErrNotFound, "record %d", id)
 	}
+	tx.s.met.read(len(data))
 	return decodeRecord(tx.sch, tx.format, id, data, nil)
 }
 
@@ -178,6 +180,7 @@ func (tx *Tx) update(id uint64, version *uint64, changes any) (Record, error) {
 	if err := tx.records.Put(idKey(id), data); err != nil {
 		return Record{}, err
 	}
+	tx.s.met.wrote(len(data))
 	if err := tx.indexReplace(id, old.Values, merged); err != nil {
 		return Record{}, err
 	}
@@ -301,6 +304,7 @@ func (tx *Tx) decodeAt(k, v []byte, fields map[string]bool) (Record, error) {
 	if len(k) != 8 {
 		return Record{}, errorf(ErrCorrupt, "record key %x is not 8 bytes", k)
 	}
+	tx.s.met.read(len(v))
 	return decodeRecord(tx.sch, tx.format, u64(k), v, fields)
 }
 

@@ -26,6 +26,7 @@ func (tx *Tx) indexScan(cq *compiledQuery, emit func(Record) (bool, error)) (boo
 		if data == nil {
 			return false, errorf(ErrCorrupt, "index %q points at missing record %d", p.field.Name, id)
 		}
+		tx.s.met.read(len(data))
 		rec, err := decodeRecord(tx.sch, tx.format, id, data, cq.decodeFields)
 		if err != nil {
 			return false, err

@@ -44,6 +44,7 @@ type Store struct {
 	closed   atomic.Bool
 	lastWait atomic.Int64 // nanoseconds the last lock acquisition waited
 
+	met  *metrics   // counters (metrics.go)
 	warm warmReader // the kept read handle (warm.go)
 	gc   gcState    // group commit (groupcommit.go)
 
@@ -174,7 +175,7 @@ func newStore(path string, cfg config) (*Store, error) {
 		}
 		return nil, err
 	}
-	s := &Store{path: path, cfg: cfg, lock: lk, log: cfg.logger}
+	s := &Store{path: path, cfg: cfg, lock: lk, log: cfg.logger, met: newMetrics()}
 	return s, nil
 }
 
@@ -189,25 +190,36 @@ func (s *Store) shared(ctx context.Context, op string, fn func() error) error {
 
 // locked runs fn holding the lock; mayCreate lets it create the lock files
 // of a store that does not exist yet (Create).
-func (s *Store) locked(ctx context.Context, op string, exclusive, mayCreate bool, fn func(*lock.Grant) error) error {
-	g, err := s.acquire(ctx, op, exclusive, mayCreate)
+func (s *Store) locked(ctx context.Context, op string, exclusive, mayCreate bool, fn func(*lock.Grant) error) (err error) {
+	start := time.Now()
+	g, wait, err := s.acquireWait(ctx, op, exclusive, mayCreate)
 	if err != nil {
+		s.done(ctx, op, start, wait, false, err)
 		return err
 	}
-	defer g.Release()
+	defer func() {
+		g.Release()
+		s.done(ctx, op, start, wait, false, err)
+	}()
 	return fn(g)
 }
 
 // acquire takes the lock for op, bounded by the context and the lock timeout.
 func (s *Store) acquire(ctx context.Context, op string, exclusive, mayCreate bool) (*lock.Grant, error) {
+	g, _, err := s.acquireWait(ctx, op, exclusive, mayCreate)
+	return g, err
+}
+
+// acquireWait is acquire that also says how long it waited.
+func (s *Store) acquireWait(ctx context.Context, op string, exclusive, mayCreate bool) (*lock.Grant, time.Duration, error) {
 	if s.closed.Load() {
-		return nil, ErrClosed
+		return nil, 0, ErrClosed
 	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, &LockTimeoutError{Path: s.path + ".lock", Op: op, Exclusive: exclusive, Err: err}
+		return nil, 0, &LockTimeoutError{Path: s.path + ".lock", Op: op, Exclusive: exclusive, Err: err}
 	}
 	if s.cfg.lockTimeout > 0 {
 		var cancel context.CancelFunc
@@ -216,13 +228,14 @@ func (s *Store) acquire(ctx context.Context, op string, exclusive, mayCreate boo
 	}
 	g, waited, err := s.lock.Acquire(ctx, exclusive, op, mayCreate)
 	s.lastWait.Store(int64(waited))
+	s.met.lockWait.observe(waited.Seconds())
 	if err != nil {
-		return nil, fromLock(err)
+		return nil, waited, fromLock(err)
 	}
 	if waited > time.Second {
 		s.logf(ctx, slog.LevelDebug, "waited for lock", "op", op, "waited", waited)
 	}
-	return g, nil
+	return g, waited, nil
 }
 
 // begin starts a transaction for op: the backend's lock and transaction,
@@ -245,7 +258,17 @@ func (s *Store) begin(ctx context.Context, op string, write bool) (*Tx, error) {
 // lock released). fn is user code for Txn and View; for the one-call methods
 // it calls guarded Tx methods only, so any panic reaching here is the user's.
 func (s *Store) run(ctx context.Context, op string, write bool, fn func(*Tx) error) (err error) {
+	start := time.Now()
 	tx, err := s.begin(ctx, op, write)
+	var wait time.Duration
+	if tx != nil {
+		if lt, ok := tx.kt.(*localTx); ok {
+			wait = lt.waited
+		}
+	} else if lt := (*LockTimeoutError)(nil); errors.As(err, &lt) {
+		wait = lt.Waited
+	}
+	defer func() { s.done(ctx, op, start, wait, false, err) }()
 	if err != nil {
 		return wrapErr(op, s.path, err)
 	}

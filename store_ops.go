@@ -32,13 +32,16 @@ func (s *Store) Upsert(ctx context.Context, key string, v any) (id uint64, inser
 // result or error.
 func (s *Store) write(ctx context.Context, name string, op *gcOp, direct func(*Tx) error, take func(*gcResult)) error {
 	if op != nil {
+		start := time.Now()
 		res, err := s.submit(ctx, name, op)
 		if err != errNotCombinable {
-			if err != nil {
-				return wrapErr(name, s.path, err)
+			if err == nil {
+				take(res)
+				err = res.err
 			}
-			take(res)
-			return wrapErr(name, s.path, res.err)
+			err = wrapErr(name, s.path, err)
+			s.done(ctx, name, start, 0, true, err)
+			return err
 		}
 	}
 	return s.run(ctx, name, true, direct)
