@@ -165,19 +165,25 @@ func newPsbaseStore(b *testing.B, dir string, records int, opts ...psbase.Option
 }
 
 // BenchmarkFloorInsert is a durable single-record insert: psbase's Insert
+// (through group commit's queue, and per operation with WithoutGroupCommit)
 // and the floor's, as separate sub-benchmarks (for benchstat).
 func BenchmarkFloorInsert(b *testing.B) {
 	ctx := context.Background()
-	b.Run("psbase", func(b *testing.B) {
-		s := newPsbaseStore(b, b.TempDir(), 0)
-		i := 0
-		for b.Loop() {
-			i++
-			if _, err := s.Insert(ctx, psbase.Values{"n": int64(i), "payload": floorPayload(i)}); err != nil {
-				b.Fatal(err)
+	for _, v := range []struct {
+		name string
+		opts []psbase.Option
+	}{{"psbase", nil}, {"psbase-per-op", []psbase.Option{psbase.WithoutGroupCommit()}}} {
+		b.Run(v.name, func(b *testing.B) {
+			s := newPsbaseStore(b, b.TempDir(), 0, v.opts...)
+			i := 0
+			for b.Loop() {
+				i++
+				if _, err := s.Insert(ctx, psbase.Values{"n": int64(i), "payload": floorPayload(i)}); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
+		})
+	}
 	b.Run("floor", func(b *testing.B) {
 		f := newFloorStore(b, b.TempDir(), 0)
 		i := 0

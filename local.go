@@ -50,14 +50,44 @@ func (h *boltFile) abandoned() bool { return h.gone.Load() }
 // process, so that abandoning one handle unmaps only what no live handle
 // uses. It is process-wide state because mappings are: like the lock
 // registry, one per process, whatever the number of Stores.
-var liveMaps sync.Map // uintptr → struct{}
+var liveMaps addrSet
+
+// addrSet is a set of addresses safe for concurrent use. A mutex and a map,
+// not a sync.Map: a sync.Map allocates an entry for every new key, and every
+// open of the file maps it at a new address.
+type addrSet struct {
+	mu sync.Mutex
+	m  map[uintptr]struct{}
+}
+
+func (a *addrSet) add(p uintptr) {
+	a.mu.Lock()
+	if a.m == nil {
+		a.m = make(map[uintptr]struct{})
+	}
+	a.m[p] = struct{}{}
+	a.mu.Unlock()
+}
+
+func (a *addrSet) remove(p uintptr) {
+	a.mu.Lock()
+	delete(a.m, p)
+	a.mu.Unlock()
+}
+
+func (a *addrSet) has(p uintptr) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.m[p]
+	return ok
+}
 
 // mapped records the handle's mapping as live.
 func (h *boltFile) mapped() {
 	defer func() { _ = recover() }() // Info asserts a mapping exists
 	if info := h.db.Info(); info != nil && info.Data != 0 {
 		h.addr = info.Data
-		liveMaps.Store(h.addr, struct{}{})
+		liveMaps.add(h.addr)
 	}
 }
 
@@ -66,7 +96,7 @@ func (h *boltFile) close() (err error) {
 	h.once.Do(func() {
 		err = h.db.Close()
 		if h.addr != 0 {
-			liveMaps.Delete(h.addr)
+			liveMaps.remove(h.addr)
 		}
 	})
 	return err
@@ -85,10 +115,10 @@ func (h *boltFile) abandon() {
 		fi, err := h.file.Stat()
 		_ = h.file.Close()
 		if h.addr != 0 {
-			liveMaps.Delete(h.addr)
+			liveMaps.remove(h.addr)
 		}
 		if err == nil && !h.keep {
-			unmapLeaked(fi, func(a uintptr) bool { _, ok := liveMaps.Load(a); return ok })
+			unmapLeaked(fi, liveMaps.has)
 		}
 	})
 }

@@ -108,10 +108,11 @@ var lockSentinels = []struct{ lock, psbase error }{
 // lock's sentinels wraps psbase's too, its message unchanged; any other
 // error (of the operating system) is left to classifyIOError.
 func fromLock(err error) error {
+	if err == nil {
+		return nil // before te is declared: &te escapes, and would cost an allocation per call
+	}
 	var te *lock.TimeoutError
 	switch {
-	case err == nil:
-		return nil
 	case errors.As(err, &te):
 		return &LockTimeoutError{Path: te.Path, Op: te.Op, Exclusive: te.Exclusive,
 			Waited: te.Waited, Holders: lockHolders(te.Holders), Err: te.Err}
