@@ -153,7 +153,7 @@ Formats:  aligned table on a terminal, tab-separated otherwise;
 		}
 	}
 	add("records", a.insertCmd(), a.getCmd(), a.selectCmd(), a.countCmd(), a.updateCmd(),
-		a.incrCmd(), a.upsertCmd(), a.deleteCmd(), a.importCmd(), a.exportCmd())
+		a.incrCmd(), a.upsertCmd(), a.deleteCmd(), a.batchCmd(), a.importCmd(), a.exportCmd())
 	add("schema", a.createCmd(), a.schemaCmd(), a.addFieldCmd(), a.dropFieldCmd(),
 		a.setDefaultCmd(), a.createIndexCmd(), a.dropIndexCmd())
 	add("admin", a.checkCmd(), a.recoverCmd(), a.backupCmd(), a.restoreCmd(), a.cleanupCmd(), a.statsCmd(), a.locksCmd(), a.stormCmd())
