@@ -344,10 +344,12 @@ func (a *app) incrCmd() *cobra.Command {
 (Store.Add), and print the new value. Any number of concurrent incr commands
 on the same record end with the exact sum: the read and the write happen
 under one exclusive lock, and increments that arrive together are committed
-together (group commit). A null value counts as 0. For a negative DELTA put
--- before it (or the shell word would be taken for a flag).`,
+together (group commit). A null value counts as 0. A negative DELTA may be
+written as it is (incr jobs.db 7 runs -1) or after -- (incr jobs.db 7 runs
+-- -1), which every command accepts before words that start with a dash.`,
 		Example: `  psbase incr jobs.db 7 runs
   psbase incr jobs.db 7 runs 10
+  psbase incr jobs.db 7 runs -1
   psbase incr jobs.db 7 runs -- -1`,
 		Args: rangeArgs(3, 4, "DB ID FIELD [DELTA]"),
 		RunE: func(c *cobra.Command, args []string) error {
