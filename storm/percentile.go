@@ -33,10 +33,9 @@ func Percentile(ds []time.Duration, q float64) time.Duration {
 }
 
 // rank is the 0-based index of the nearest-rank q-quantile of n sorted
-// values. The product is rounded to 1e-9 first so that q·n that should be
-// a whole number (0.5·4) is not pushed up a rank by binary rounding.
+// values: the first index i with i+1 ≥ q·n, computed as gonum does (no
+// rounding of q·n), so the two agree on every n and q.
 func rank(n int, q float64) int {
-	x := math.Round(q*float64(n)*1e9) / 1e9
-	i := int(math.Ceil(x)) - 1
+	i := int(math.Ceil(q*float64(n))) - 1
 	return max(0, min(i, n-1))
 }
