@@ -16,8 +16,9 @@ const fieldSpecHelp = `A field is NAME:TYPE[MARKERS][=DEFAULT]:
   DEFAULT  the value of records that do not give the field, parsed by the
            type (for a nullable non-string field =null is null; without a
            default a field defaults to null if nullable, else its zero value)
-Examples: name:string!  runs:int=0  ratio:float  ok:bool=true  started:time?
-          tag:string+  blob:bytes  note:string?`
+Examples: 'name:string!'  runs:int=0  ratio:float  ok:bool=true  'started:time?'
+          tag:string+  blob:bytes  'note:string?'
+(quote a spec with ? or !: zsh globs ? and history may expand !)`
 
 // parseMode parses --mode: octal permission bits such as 0660 or 660.
 func parseMode(s string) (os.FileMode, error) {
