@@ -1,5 +1,10 @@
 package main
 
+// cmd_io.go: import (JSON lines or CSV, --keep-ids) and export (JSON lines
+// or CSV), the round trip between a store and a file.
+//
+// May touch: the store named on the command line, the input or output file.
+
 import (
 	"bufio"
 	"bytes"

@@ -1,5 +1,10 @@
 package main
 
+// cmd_records.go: the record commands: insert, get, select, count, update
+// (by ID or --where), incr, upsert, delete.
+//
+// May touch: the store named on the command line.
+
 import (
 	"context"
 	"fmt"

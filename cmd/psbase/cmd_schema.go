@@ -1,5 +1,10 @@
 package main
 
+// cmd_schema.go: create (with --mode) and the schema and index commands.
+//
+// May touch: the store named on the command line and its lock files
+// (create --mode sets their permission bits).
+
 import (
 	"context"
 	"os"

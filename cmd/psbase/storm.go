@@ -1,5 +1,10 @@
 package main
 
+// storm.go: "psbase storm", the parallel-command tester: its flags, its
+// text report and its machine-readable tables (--json, --csv).
+//
+// May touch: nothing itself; the commands it starts touch what they touch.
+
 import (
 	"encoding/csv"
 	"fmt"
