@@ -64,6 +64,9 @@ type weakness struct {
 	// number of other processes' operations in the batch: tests kill or
 	// stop the combiner there.
 	gcStage func(stage string, others int)
+
+	insertIDNoSeq   bool // InsertWithID leaves the ID sequence behind (insert_id.go)
+	insertIDNoClash bool // InsertWithID overwrites a record under the ID (insert_id.go)
 }
 
 func newConfig(opts []Option) config {

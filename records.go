@@ -47,21 +47,24 @@ func (tx *Tx) insert(vals Values) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return id, tx.putNew(id, vals)
+}
+
+// putNew writes a new record under a free id, version 1, with its count
+// and index entries (insert and InsertWithID, insert_id.go).
+func (tx *Tx) putNew(id uint64, vals Values) error {
 	data, err := encodeRecord(tx.sch, tx.format, id, 1, vals)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if err := tx.records.Put(idKey(id), data); err != nil {
-		return 0, err
+		return err
 	}
 	tx.s.met.wrote(len(data))
 	if err := tx.addCount(1); err != nil {
-		return 0, err
+		return err
 	}
-	if err := tx.indexAdd(id, vals); err != nil {
-		return 0, err
-	}
-	return id, nil
+	return tx.indexAdd(id, vals)
 }
 
 // prepare validates and normalizes input values. With partial (an update)

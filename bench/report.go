@@ -52,19 +52,6 @@ type targetResult struct {
 	Status string `json:"status"` // met, missed, info
 }
 
-func median(xs []float64) float64 {
-	xs = slices.Clone(xs)
-	xs = slices.DeleteFunc(xs, func(x float64) bool { return math.IsNaN(x) || math.IsInf(x, 0) })
-	if len(xs) == 0 {
-		return math.NaN()
-	}
-	slices.Sort(xs)
-	if len(xs)%2 == 1 {
-		return xs[len(xs)/2]
-	}
-	return (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
-}
-
 // summarize computes medians and the pairwise (same-round) ratios.
 func (c *cellReport) summarize() {
 	var base *systemResult

@@ -295,16 +295,6 @@ func (r *runner) runRound(ctx context.Context, sys string, cs cellSpec, path str
 	return rr, nil
 }
 
-// pct is the q-quantile (nearest rank) of sorted values.
-func pct(sorted []int64, q float64) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(float64(len(sorted))*q+0.999999) - 1
-	i = max(0, min(i, len(sorted)-1))
-	return float64(sorted[i])
-}
-
 // fairness counts, for every lane, the operations it finished by the time
 // the first lane finished all of its ops (or the time budget ran out, capAt,
 // if earlier): the fewest, the most, and Jain's index (1 = perfectly even,
@@ -322,7 +312,7 @@ func fairness(lanes []laneResult, ops int, capAt int64) (lo, hi int, jain float6
 		}
 	}
 	lo = -1
-	var sum, sq float64
+	counts := make([]float64, 0, len(lanes))
 	for _, l := range lanes {
 		n := len(l.End)
 		if cut >= 0 {
@@ -332,13 +322,9 @@ func fairness(lanes []laneResult, ops int, capAt int64) (lo, hi int, jain float6
 			lo = n
 		}
 		hi = max(hi, n)
-		sum += float64(n)
-		sq += float64(n) * float64(n)
+		counts = append(counts, float64(n))
 	}
-	if sq > 0 {
-		jain = sum * sum / (float64(len(lanes)) * sq)
-	}
-	return lo, hi, jain
+	return lo, hi, jainIndex(counts)
 }
 
 // prepare builds the store of sys for a cell and returns its path and the

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,10 +16,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
-
-// version is the tool's version; the module version is appended when the
-// binary was built from a tagged module.
-const version = "0.1.0"
 
 // app holds one invocation's streams and global flags. Nothing in the
 // package is global and mutable: run builds a fresh app and command tree.
@@ -55,6 +53,7 @@ func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}()
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := a.rootCmd()
+	args = negativeDelta(args)
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -78,6 +77,12 @@ func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}
 	code = exitCode(err)
 	msg := errorMessage(err)
+	if code == exitSignal {
+		msg = interruptedMessage(err)
+	}
+	if hint := negativeHint(err); hint != "" {
+		msg += "\n" + hint
+	}
 	if errors.Is(err, psbase.ErrExists) {
 		msg += "\nUse 'psbase create --force' to replace it (its records are lost)."
 	}
@@ -93,12 +98,120 @@ func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	return code
 }
 
+// buildVersion is the version the Go toolchain recorded in the binary
+// (runtime/debug build info): the module version for "go install
+// ...@version", "(devel)" for a build from a clone, with the VCS revision
+// and time when they were stamped (go build -buildvcs), and the Go version.
+// Nothing is hard-coded.
 func buildVersion() string {
-	v := version
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		v += " (module " + bi.Main.Version + ")"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown: built without module support)"
 	}
-	return v
+	return versionOf(bi)
+}
+
+// versionOf renders build info as buildVersion does.
+func versionOf(bi *debug.BuildInfo) string {
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	var rev, when, dirty string
+	for _, st := range bi.Settings {
+		switch st.Key {
+		case "vcs.revision":
+			rev = st.Value
+		case "vcs.time":
+			when = st.Value
+		case "vcs.modified":
+			if st.Value == "true" {
+				dirty = ", modified"
+			}
+		}
+	}
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		v += " (" + rev
+		if when != "" {
+			v += " " + when
+		}
+		v += dirty + ")"
+	}
+	return v + " " + bi.GoVersion
+}
+
+// interruptedMessage is the message of a command cut short by Ctrl-C or
+// SIGTERM (exit 130): it says so, rather than "lock timeout" or "context
+// canceled".
+func interruptedMessage(err error) string {
+	var pe *psbase.Error
+	if !errors.As(err, &pe) {
+		return "psbase: interrupted"
+	}
+	if errors.Is(err, psbase.ErrLockTimeout) {
+		return fmt.Sprintf("psbase: interrupted: %s %s was waiting for the store's lock and wrote nothing", pe.Op, pe.Path)
+	}
+	return fmt.Sprintf("psbase: interrupted: %s %s stopped; its transaction was rolled back", pe.Op, pe.Path)
+}
+
+// isNegativeNumber reports whether a shell word is a negative number, which
+// pflag would take for a flag (-1 reads as the shorthand flag "1").
+func isNegativeNumber(s string) bool {
+	if len(s) < 2 || s[0] != '-' || !(s[1] >= '0' && s[1] <= '9' || s[1] == '.') {
+		return false
+	}
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil
+}
+
+// negativeDelta lets "psbase incr DB ID FIELD -1" mean a delta of -1: when
+// the DELTA word (incr's fourth argument) is a negative number and no "--"
+// came before it, it is moved behind a "--" at the end, so pflag reads it as
+// the argument and not as the shorthand flag "-1". Flags may come before or
+// after it.
+func negativeDelta(args []string) []string {
+	cmd := slices.Index(args, "incr")
+	if cmd < 0 || slices.Contains(args, "--") {
+		return args
+	}
+	valueFlags := map[string]bool{"--timeout": true, "--format": true}
+	pos := 0
+	for i := cmd + 1; i < len(args); i++ {
+		w := args[i]
+		switch {
+		case isNegativeNumber(w):
+			pos++
+			if pos == 4 {
+				out := append(slices.Clone(args[:i]), args[i+1:]...)
+				return append(out, "--", w)
+			}
+		case valueFlags[w]:
+			i++
+		case strings.HasPrefix(w, "-"):
+		default:
+			pos++
+		}
+	}
+	return args
+}
+
+// negativeHint explains pflag's "unknown shorthand flag: '1' in -1": a
+// negative number needs -- before it.
+func negativeHint(err error) string {
+	msg := err.Error()
+	i := strings.Index(msg, "unknown shorthand flag: ")
+	if i < 0 {
+		return ""
+	}
+	j := strings.LastIndex(msg, " in ")
+	if j < 0 || !isNegativeNumber(strings.TrimSpace(msg[j+4:])) {
+		return ""
+	}
+	w := strings.TrimSpace(msg[j+4:])
+	return fmt.Sprintf("%s looks like a negative number: put -- before it (every word after -- is an argument, not a flag), e.g. psbase incr DB ID FIELD -- %s", w, w)
 }
 
 func (a *app) rootCmd() *cobra.Command {
@@ -153,7 +266,7 @@ Formats:  aligned table on a terminal, tab-separated otherwise;
 		}
 	}
 	add("records", a.insertCmd(), a.getCmd(), a.selectCmd(), a.countCmd(), a.updateCmd(),
-		a.incrCmd(), a.upsertCmd(), a.deleteCmd(), a.importCmd(), a.exportCmd())
+		a.incrCmd(), a.upsertCmd(), a.deleteCmd(), a.batchCmd(), a.importCmd(), a.exportCmd())
 	add("schema", a.createCmd(), a.schemaCmd(), a.addFieldCmd(), a.dropFieldCmd(),
 		a.setDefaultCmd(), a.createIndexCmd(), a.dropIndexCmd())
 	add("admin", a.checkCmd(), a.recoverCmd(), a.backupCmd(), a.restoreCmd(), a.cleanupCmd(), a.statsCmd(), a.locksCmd(), a.stormCmd())

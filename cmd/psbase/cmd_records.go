@@ -1,5 +1,10 @@
 package main
 
+// cmd_records.go: the record commands: insert, get, select, count, update
+// (by ID or --where), incr, upsert, delete.
+//
+// May touch: the store named on the command line.
+
 import (
 	"context"
 	"fmt"
@@ -225,10 +230,13 @@ func (a *app) countCmd() *cobra.Command {
 }
 
 func (a *app) updateCmd() *cobra.Command {
-	var ifVersion uint64
+	var (
+		ifVersion uint64
+		where     []string
+	)
 	c := &cobra.Command{
-		Use:   "update DB ID FIELD=VALUE... [--if-version V]",
-		Short: "Change fields of one record and print its new version",
+		Use:   "update DB ID FIELD=VALUE... [--if-version V] | update DB --where FILTER... FIELD=VALUE...",
+		Short: "Change fields of one record (print its new version) or of every match (print the count)",
 		Long: `Change the given fields of the record with that ID, in one transaction, and
 print the record's new version. With --if-version V the update happens only
 if the record's version is still V (read it with "psbase get DB ID version"):
@@ -236,18 +244,34 @@ otherwise nothing changes and psbase exits with code 4 (conflict), so a
 read-modify-write from the shell cannot lose an update. Without it the last
 writer wins. A missing record exits with code 3.
 
-` + valuesHelp,
+With --where FILTER (repeat it for several filters, ANDed) instead of an ID,
+every record matching the filters gets the values, in one transaction (all
+or nothing: a unique index refusing one record, exit 5, changes none), and
+psbase prints how many records were updated (0 if none matched). --where
+takes one filter per flag because FIELD=VALUE words would read as filters.
+
+` + valuesHelp + "\n\n" + filtersHelp,
 		Example: `  psbase update jobs.db 7 note='done at 5' finished=now
   read ver n <<<"$(psbase get jobs.db 7 version runs)"
-  psbase update jobs.db 7 runs=$((n+1)) --if-version "$ver" || echo "lost the race: retry"`,
-		Args: minArgs(3, "DB ID FIELD=VALUE..."),
+  psbase update jobs.db 7 runs=$((n+1)) --if-version "$ver" || echo "lost the race: retry"
+  psbase update jobs.db --where 'runs>=5' --where 'name^=back' note=busy`,
+		Args: minArgs(1, "DB ID FIELD=VALUE... or DB --where FILTER FIELD=VALUE..."),
 		RunE: func(c *cobra.Command, args []string) error {
 			ctx := c.Context()
+			checked := c.Flags().Changed("if-version")
+			if len(where) > 0 {
+				if checked {
+					return usagef("--if-version is for one record (update DB ID ...), not --where")
+				}
+				return a.updateWhere(ctx, args[0], where, args[1:])
+			}
+			if len(args) < 3 {
+				return usagef("update: want DB ID FIELD=VALUE... (or DB --where FILTER FIELD=VALUE...), got %d argument(s)", len(args))
+			}
 			id, err := parseID(args[1])
 			if err != nil {
 				return err
 			}
-			checked := c.Flags().Changed("if-version")
 			s, err := a.open(ctx, args[0])
 			if err != nil {
 				return err
@@ -273,7 +297,48 @@ writer wins. A missing record exits with code 3.
 		},
 	}
 	c.Flags().Uint64Var(&ifVersion, "if-version", 0, "update only if the record's version is still V (else exit 4)")
+	c.Flags().StringArrayVar(&where, "where", nil, "update every record matching this filter (repeat for several, ANDed) instead of one ID")
 	return c
+}
+
+// updateWhere is update --where: every matching record, one transaction;
+// it prints the count.
+func (a *app) updateWhere(ctx context.Context, path string, where, assignments []string) error {
+	if len(assignments) == 0 {
+		return usagef("update --where: give the FIELD=VALUE changes")
+	}
+	s, err := a.open(ctx, path)
+	if err != nil {
+		return err
+	}
+	n := 0
+	err = s.Txn(ctx, func(tx *psbase.Tx) error {
+		si := newSchemaIndex(tx.Schema())
+		filters, err := si.parseFilters(where)
+		if err != nil {
+			return err
+		}
+		vals, err := si.parseAssignments(assignments)
+		if err != nil {
+			return err
+		}
+		recs, err := tx.Select(psbase.Query{Where: filters, Fields: []string{}})
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if _, err := tx.UpdateByID(r.ID, vals); err != nil {
+				return fmt.Errorf("record %d: %w", r.ID, err)
+			}
+		}
+		n = len(recs)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(a.stdout, n)
+	return err
 }
 
 func (a *app) incrCmd() *cobra.Command {
@@ -284,10 +349,12 @@ func (a *app) incrCmd() *cobra.Command {
 (Store.Add), and print the new value. Any number of concurrent incr commands
 on the same record end with the exact sum: the read and the write happen
 under one exclusive lock, and increments that arrive together are committed
-together (group commit). A null value counts as 0. For a negative DELTA put
--- before it (or the shell word would be taken for a flag).`,
+together (group commit). A null value counts as 0. A negative DELTA may be
+written as it is (incr jobs.db 7 runs -1) or after -- (incr jobs.db 7 runs
+-- -1), which every command accepts before words that start with a dash.`,
 		Example: `  psbase incr jobs.db 7 runs
   psbase incr jobs.db 7 runs 10
+  psbase incr jobs.db 7 runs -1
   psbase incr jobs.db 7 runs -- -1`,
 		Args: rangeArgs(3, 4, "DB ID FIELD [DELTA]"),
 		RunE: func(c *cobra.Command, args []string) error {

@@ -1,7 +1,15 @@
 package main
 
+// cmd_schema.go: create (with --mode) and the schema and index commands.
+//
+// May touch: the store named on the command line and its lock files
+// (create --mode sets their permission bits).
+
 import (
 	"context"
+	"os"
+	"strconv"
+
 	"github.com/psbase/psbase"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -13,19 +21,57 @@ const fieldSpecHelp = `A field is NAME:TYPE[MARKERS][=DEFAULT]:
   DEFAULT  the value of records that do not give the field, parsed by the
            type (for a nullable non-string field =null is null; without a
            default a field defaults to null if nullable, else its zero value)
-Examples: name:string!  runs:int=0  ratio:float  ok:bool=true  started:time?
-          tag:string+  blob:bytes  note:string?`
+Examples: 'name:string!'  runs:int=0  ratio:float  ok:bool=true  'started:time?'
+          tag:string+  blob:bytes  'note:string?'
+(quote a spec with ? or !: zsh globs ? and history may expand !)`
+
+// parseMode parses --mode: octal permission bits such as 0660 or 660.
+func parseMode(s string) (os.FileMode, error) {
+	m, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, usagef("bad --mode %q: want octal permission bits like 0660 or 0644", s)
+	}
+	if m&0o600 != 0o600 {
+		return 0, usagef("bad --mode %q: the owner must be able to read and write the store (0600 at least)", s)
+	}
+	return os.FileMode(m), nil
+}
+
+// chmodStore gives the store and the lock files beside it exactly mode,
+// whatever the umask: they are the files every user of a shared store
+// opens. Links and other non-regular files are left alone (the library
+// refuses them anyway).
+func chmodStore(path string, mode os.FileMode) error {
+	for _, p := range []string{path, path + ".lock", path + ".gate"} {
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func (a *app) createCmd() *cobra.Command {
-	var force bool
+	var (
+		force bool
+		mode  string
+	)
 	c := &cobra.Command{
 		Use:   "create DB FIELD:TYPE[?][!|+][=DEFAULT]...",
 		Short: "Create a store with a schema",
 		Long: "Create a new store file with these fields (and indexes). If a store or any\n" +
 			"non-empty file is there already, exit with code 9 unless --force, which\n" +
-			"replaces it (its records are lost).\n\n" + fieldSpecHelp,
+			"replaces it (its records are lost).\n\n" +
+			"--mode sets the permission bits of the store and its lock files exactly\n" +
+			"(the umask does not reduce them): a store that the members of a group\n" +
+			"share wants --mode 0660 and a directory of that group (chgrp it, and\n" +
+			"chmod g+s it so new files get the group).\n\n" + fieldSpecHelp,
 		Example: `  psbase create jobs.db 'name:string!' runs:int=0 'started:time?' tag:string+
-  psbase create --force scratch.db n:int`,
+  psbase create --force scratch.db n:int
+  psbase create --mode 0660 /srv/shared/jobs.db 'name:string!' runs:int`,
 		Args: minArgs(2, "DB and at least one FIELD:TYPE"),
 		RunE: func(c *cobra.Command, args []string) error {
 			ctx := c.Context()
@@ -41,15 +87,31 @@ func (a *app) createCmd() *cobra.Command {
 			if force {
 				opts = append(opts, psbase.WithOverwrite())
 			}
+			var perm os.FileMode
+			if mode != "" {
+				var err error
+				if perm, err = parseMode(mode); err != nil {
+					return err
+				}
+				opts = append(opts, psbase.WithFileMode(perm))
+			}
 			s, err := psbase.Create(ctx, args[0], fields, opts...)
 			if err != nil {
 				return err
+			}
+			if mode != "" {
+				if err := chmodStore(s.Path(), perm); err != nil {
+					return err
+				}
+				a.infof("created %s with %d field(s), mode %04o", s.Path(), len(fields), perm)
+				return nil
 			}
 			a.infof("created %s with %d field(s)", s.Path(), len(fields))
 			return nil
 		},
 	}
 	c.Flags().BoolVar(&force, "force", false, "replace an existing store (its records are lost)")
+	c.Flags().StringVar(&mode, "mode", "", "file mode of the store and its lock files, octal, exactly (not reduced by the umask): 0660 for a store shared by a group")
 	return c
 }
 

@@ -61,7 +61,7 @@ const exitCodeTable = `Exit codes:
   64  usage error: bad flag or argument, bad filter, bad value for a field's
       type, unknown field, schema rule broken
   70  internal error (a bug in psbase; please report it)
-  130 interrupted`
+  130 interrupted (Ctrl-C or SIGTERM)`
 
 // usageError is a mistake on the command line: exit code 64.
 type usageError struct{ msg string }

@@ -1,6 +1,12 @@
 package main
 
+// storm.go: "psbase storm", the parallel-command tester: its flags, its
+// text report and its machine-readable tables (--json, --csv).
+//
+// May touch: nothing itself; the commands it starts touch what they touch.
+
 import (
+	"encoding/csv"
 	"fmt"
 	"io"
 	"regexp"
@@ -84,12 +90,7 @@ func summarize(size int, res *storm.CommandResult) stormStats {
 			durs = append(durs, p.Duration)
 		}
 	}
-	if len(durs) > 0 {
-		slices.Sort(durs)
-		st.p50 = durs[(len(durs)-1)*50/100]
-		st.p99 = durs[(len(durs)-1)*99/100]
-		st.max = durs[len(durs)-1]
-	}
+	st.p50, st.p99, st.max = storm.Percentile(durs, 0.50), storm.Percentile(durs, 0.99), storm.Percentile(durs, 1)
 	return st
 }
 
@@ -142,11 +143,19 @@ instants (CLOCK_MONOTONIC) as the launchers saw them.
                            size -> failures, wall time, p50/p99 durations
   --loops L                repeat each storm L times
 
-Failed copies are always listed; -v lists every copy. --json prints one JSON
-line per copy (loop, task, command, pid, exit, duration_ms, timed_out, error,
-stderr) and, with --ramp, one line per size. A progress bar shows on a
-terminal, plain progress lines otherwise (none with --quiet).
-Not available on Windows.`,
+Failed copies are always listed; -v lists every copy. Percentiles are by
+nearest rank: p99 is the smallest duration that 99% of the copies did not
+exceed (with fewer than 100 copies, the maximum).
+
+--json and --csv print every table, machine-readable, after the storm: each
+row's "row" column names its table: "copy" (size, loop, task, command, pid,
+exit, duration_ms, timed_out, error, stderr), "command" (per command and
+loop: copies, ok, failed, exit_codes, skew_ms, wall_ms, p50_ms, p99_ms,
+max_ms) and with --ramp "ramp" (per size). CSV writes each table with its
+own header line, separated by an empty line (--no-header drops them).
+
+A progress bar shows on a terminal, plain progress lines on stderr
+otherwise (none with --quiet). Not available on Windows.`,
 		Example: `  # 50 concurrent increments must end with the exact count
   psbase storm -n 50 -- psbase incr counters.db 1 hits
   # two different commands at once (seed 003's deadlock pair)
@@ -183,7 +192,8 @@ Not available on Windows.`,
 				}
 			}
 			format, _ := a.outFormat()
-			jsonOut := format == "json"
+			machine := format == "json" || format == "csv"
+			var tables stormTables
 			var table []stormStats
 			anyFailed := false
 			for _, size := range sizes {
@@ -209,13 +219,30 @@ Not available on Windows.`,
 				if st.failed > 0 {
 					anyFailed = true
 				}
-				a.reportStorm(res, specs, st, verbose, jsonOut, len(sizes) > 1, lines)
+				if machine {
+					tables.collect(res, specs, size)
+				} else {
+					a.reportStorm(res, specs, verbose, lines)
+				}
 				if err != nil {
+					if machine {
+						_ = tables.write(a.stdout, format, !a.noHeader)
+					}
 					return fmt.Errorf("storm harness failed at size %d: %w", size, err)
 				}
 			}
 			if len(sizes) > 1 {
-				a.printRamp(table, jsonOut)
+				if machine {
+					tables.ramp = rampRows(table)
+				} else {
+					fmt.Fprintln(a.stdout)
+					writeRampTable(a.stdout, table)
+				}
+			}
+			if machine {
+				if err := tables.write(a.stdout, format, !a.noHeader); err != nil {
+					return err
+				}
 			}
 			if anyFailed {
 				failed := 0
@@ -259,49 +286,119 @@ func (a *app) stormProgress(total int) (func(done, total int), func()) {
 	}, func() {}
 }
 
-func (a *app) reportStorm(res *storm.CommandResult, specs []stormCmdSpec, st stormStats, verbose, jsonOut, ramp bool, lines int) {
-	w := a.stdout
-	if jsonOut {
-		rw := &rowWriter{format: "json", w: w,
-			cols: []string{"size", "loop", "task", "command", "pid", "exit", "duration_ms", "timed_out", "error", "stderr"}}
-		for _, l := range res.Loops {
-			for _, p := range l.Procs {
-				_ = rw.writeRow([]any{st.size, l.Loop, p.Task, p.Command, p.Pid, p.ExitCode,
-					float64(p.Duration.Microseconds()) / 1000, p.TimedOut, p.Err, p.Stderr})
+// Machine-readable storm output (--json, --csv): three tables, each row
+// tagged with its table in the "row" column, every table printed whole
+// after the storm: "copy" (one row per copy), "command" (one row per
+// command and loop: counts, exit codes, percentiles) and, with --ramp,
+// "ramp" (one row per size). JSON lines carry the tag in each object; CSV
+// writes each table with its own header line, the tables separated by an
+// empty line.
+var (
+	copyCols    = []string{"row", "size", "loop", "task", "command", "pid", "exit", "duration_ms", "timed_out", "error", "stderr"}
+	commandCols = []string{"row", "size", "loop", "command", "label", "copies", "ok", "failed", "exit_codes", "skew_ms", "wall_ms", "p50_ms", "p99_ms", "max_ms"}
+	rampCols    = []string{"row", "size", "procs", "failed", "timed_out", "wall_ms", "p50_ms", "p99_ms", "max_ms", "skew_ms"}
+)
+
+// stormTables collects the rows of the machine-readable output.
+type stormTables struct {
+	copies, commands, ramp [][]any
+}
+
+// commandSummary is one command's line of one loop.
+type commandSummary struct {
+	ok, failed    int
+	codes         string
+	p50, p99, max time.Duration
+}
+
+func summarizeCommand(l *storm.CommandLoop, ci int) commandSummary {
+	var cs commandSummary
+	codes := map[int]int{}
+	var durs []time.Duration
+	for _, p := range l.Procs {
+		if p.Command != ci {
+			continue
+		}
+		if p.Failed() {
+			cs.failed++
+		} else {
+			cs.ok++
+		}
+		codes[p.ExitCode]++
+		durs = append(durs, p.Duration)
+	}
+	var parts []string
+	for _, code := range slices.Sorted(mapKeys(codes)) {
+		parts = append(parts, fmt.Sprintf("%d×%d", code, codes[code]))
+	}
+	cs.codes = strings.Join(parts, " ")
+	cs.p50, cs.p99, cs.max = storm.Percentile(durs, 0.50), storm.Percentile(durs, 0.99), storm.Percentile(durs, 1)
+	return cs
+}
+
+// collect adds one storm size's rows to the machine-readable tables.
+func (t *stormTables) collect(res *storm.CommandResult, specs []stormCmdSpec, size int) {
+	for _, l := range res.Loops {
+		for _, p := range l.Procs {
+			t.copies = append(t.copies, []any{"copy", size, l.Loop, p.Task, p.Command, p.Pid, p.ExitCode,
+				msf(p.Duration), p.TimedOut, p.Err, p.Stderr})
+		}
+		for ci, spec := range specs {
+			cs := summarizeCommand(l, ci)
+			t.commands = append(t.commands, []any{"command", size, l.Loop, ci, spec.label, cs.ok + cs.failed, cs.ok, cs.failed,
+				cs.codes, msf(l.Skew), msf(l.Wall), msf(cs.p50), msf(cs.p99), msf(cs.max)})
+		}
+	}
+}
+
+// write prints the tables in format (json or csv).
+func (t *stormTables) write(w io.Writer, format string, header bool) error {
+	tables := []struct {
+		cols []string
+		rows [][]any
+	}{{copyCols, t.copies}, {commandCols, t.commands}, {rampCols, t.ramp}}
+	first := true
+	for _, tb := range tables {
+		if len(tb.rows) == 0 {
+			continue
+		}
+		if format == "csv" && !first {
+			if _, err := io.WriteString(w, "\n"); err != nil {
+				return err
 			}
 		}
-		return
+		first = false
+		rw := &rowWriter{format: format, cols: tb.cols, header: header, w: w}
+		if format == "csv" {
+			rw.cw = csv.NewWriter(w)
+			if header {
+				rw.writeHeader()
+			}
+		}
+		for _, row := range tb.rows {
+			if err := rw.writeRow(row); err != nil {
+				return err
+			}
+		}
+		if err := rw.flush(); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// reportStorm prints one storm size's text report: per loop the release,
+// per command the counts and percentiles, and the failed copies (every
+// copy with -v).
+func (a *app) reportStorm(res *storm.CommandResult, specs []stormCmdSpec, verbose bool, lines int) {
+	w := a.stdout
 	for _, l := range res.Loops {
 		fmt.Fprintf(w, "storm: %d copies, loop %d/%d: released with skew %s, wall %s\n",
 			len(l.Procs), l.Loop+1, len(res.Loops), ms(l.Skew), ms(l.Wall))
 		for ci, spec := range specs {
-			var ok, failed int
-			codes := map[int]int{}
-			var durs []time.Duration
-			for _, p := range l.Procs {
-				if p.Command != ci {
-					continue
-				}
-				if p.Failed() {
-					failed++
-				} else {
-					ok++
-				}
-				codes[p.ExitCode]++
-				durs = append(durs, p.Duration)
-			}
-			slices.Sort(durs)
-			var cs []string
-			for _, code := range slices.Sorted(mapKeys(codes)) {
-				cs = append(cs, fmt.Sprintf("%d×%d", code, codes[code]))
-			}
-			p50, p99, mx := time.Duration(0), time.Duration(0), time.Duration(0)
-			if len(durs) > 0 {
-				p50, p99, mx = durs[(len(durs)-1)/2], durs[(len(durs)-1)*99/100], durs[len(durs)-1]
-			}
+			cs := summarizeCommand(l, ci)
 			fmt.Fprintf(w, "  [%d] %s: %d ok, %d failed; exit codes %s; p50 %s p99 %s max %s\n",
-				ci, spec.label, ok, failed, strings.Join(cs, " "), ms(p50), ms(p99), ms(mx))
+				ci, spec.label, cs.ok, cs.failed, cs.codes, ms(cs.p50), ms(cs.p99), ms(cs.max))
 		}
 		for _, p := range l.Procs {
 			if !verbose && !p.Failed() {
@@ -336,17 +433,13 @@ func mapKeys(m map[int]int) func(yield func(int) bool) {
 	}
 }
 
-func (a *app) printRamp(table []stormStats, jsonOut bool) {
-	if jsonOut {
-		rw := &rowWriter{format: "json", w: a.stdout,
-			cols: []string{"ramp_size", "procs", "failed", "timed_out", "wall_ms", "p50_ms", "p99_ms", "max_ms", "skew_ms"}}
-		for _, st := range table {
-			_ = rw.writeRow([]any{st.size, st.procs, st.failed, st.timedOut, msf(st.wall), msf(st.p50), msf(st.p99), msf(st.max), msf(st.skew)})
-		}
-		return
+// rampRows turns the size table into "ramp" rows.
+func rampRows(table []stormStats) [][]any {
+	var rows [][]any
+	for _, st := range table {
+		rows = append(rows, []any{"ramp", st.size, st.procs, st.failed, st.timedOut, msf(st.wall), msf(st.p50), msf(st.p99), msf(st.max), msf(st.skew)})
 	}
-	fmt.Fprintln(a.stdout)
-	writeRampTable(a.stdout, table)
+	return rows
 }
 
 func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
