@@ -32,7 +32,7 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) (n int64, err error) {
 	err = s.run(ctx, "backup", false, func(tx *Tx) (err error) {
 		lt, ok := tx.kt.(*localTx)
 		if !ok {
-			return errorf(ErrOption, "backup needs a local store")
+			return s.errLocalOnly("backup")
 		}
 		old, err := tx.enter(false)
 		if err != nil {
@@ -65,6 +65,9 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 // WithOverwrite is given; it must not be the store itself.
 func (s *Store) BackupFile(ctx context.Context, path string, opts ...Option) (n int64, err error) {
 	cfg := newConfig(opts)
+	if s.remote != nil {
+		return 0, wrapErr("backup", s.path, s.errLocalOnly("backup"))
+	}
 	dst, err := resolvePath(path)
 	if err != nil {
 		return 0, wrapErr("backup", path, err)
@@ -132,6 +135,9 @@ func checkCopy(path string) error {
 // owner, group and mode, and renamed over it. Processes waiting for the lock
 // then find the restored store, as after Cleanup.
 func (s *Store) Restore(ctx context.Context, from string) error {
+	if s.remote != nil {
+		return wrapErr("restore", s.path, s.errLocalOnly("restore"))
+	}
 	src, err := resolvePath(from)
 	if err != nil {
 		return wrapErr("restore", from, err)

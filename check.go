@@ -64,10 +64,15 @@ func (r *CheckReport) add(id uint64, index, format string, args ...any) {
 // and a bbolt panic or memory fault after that is caught and reported.
 func (s *Store) Check(ctx context.Context) (CheckReport, error) {
 	var rep CheckReport
-	err := s.shared(ctx, "check", func() error {
-		_, err := s.checkFile(&rep, false)
-		return err
-	})
+	var err error
+	if s.remote != nil {
+		err = s.checkRemote(ctx, &rep)
+	} else {
+		err = s.shared(ctx, "check", func() error {
+			_, err := s.checkFile(&rep, false)
+			return err
+		})
+	}
 	if err != nil && (!errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNewerFormat)) {
 		return rep, wrapErr("check", s.path, err)
 	}

@@ -65,6 +65,11 @@ var (
 	// ErrOption: an option was given to a function it means nothing to
 	// (WithOverwrite to Open, say): nothing was done.
 	ErrOption = errors.New("option does not apply")
+	// ErrUnsupported: the operation needs what this store does not have —
+	// a local file (Cleanup, Backup, Restore, Recover, LockHolders on a
+	// remote store), or a backend for its URL's scheme linked into the
+	// program. Nothing was done.
+	ErrUnsupported = errors.New("not supported by this store")
 )
 
 // Error is the error type of every failed Store and Tx method. It names the
@@ -153,6 +158,7 @@ var sentinels = []error{
 	ErrNotFound, ErrConflict, ErrLockTimeout, ErrClosed, ErrExists, ErrNotExist,
 	ErrSchema, ErrCorrupt, ErrReadOnly, ErrDuplicate, ErrTxDone, ErrUnsupportedFS,
 	ErrUnsafePath, ErrNoSpace, ErrNewerFormat, ErrUnknownOutcome, ErrOption,
+	ErrUnsupported,
 }
 
 // hasSentinel reports whether err already wraps a sentinel or a context error.

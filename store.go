@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/psbase/psbase/internal/backend"
+	"github.com/psbase/psbase/internal/kv"
 	"github.com/psbase/psbase/internal/lock"
 )
 
@@ -44,9 +46,11 @@ type Store struct {
 	closed   atomic.Bool
 	lastWait atomic.Int64 // nanoseconds the last lock acquisition waited
 
-	met  *metrics   // counters (metrics.go)
-	warm warmReader // the kept read handle (warm.go)
-	gc   gcState    // group commit (groupcommit.go)
+	met *metrics // counters (metrics.go)
+
+	remote backend.Backend // a store in a remote backend (remote.go); nil: the local file, s.lock
+	warm   warmReader      // the kept read handle (warm.go)
+	gc     gcState         // group commit (groupcommit.go)
 
 	schemaMu  sync.Mutex
 	schema    *schema // decoded schema, immutable, shared by transactions
@@ -62,6 +66,9 @@ type Store struct {
 // beside that file.
 func Create(ctx context.Context, path string, fields []Field, opts ...Option) (*Store, error) {
 	cfg := newConfig(opts)
+	if scheme := remoteScheme(path); scheme != "" {
+		return createOrOpenRemote(ctx, "create", scheme, path, fields, cfg, false)
+	}
 	real, err := resolvePath(path)
 	if err != nil {
 		return nil, wrapErr("create", path, err)
@@ -93,7 +100,13 @@ func Create(ctx context.Context, path string, fields []Field, opts ...Option) (*
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	cfg := newConfig(opts)
 	if cfg.overwrite {
+		if scheme := remoteScheme(path); scheme != "" {
+			path = remoteName(scheme, path)
+		}
 		return nil, wrapErr("open", path, errorf(ErrOption, "WithOverwrite means nothing to Open: use Create(..., WithOverwrite()) to replace a store"))
+	}
+	if scheme := remoteScheme(path); scheme != "" {
+		return createOrOpenRemote(ctx, "open", scheme, path, cfg.create, cfg, true)
 	}
 	real, err := resolvePath(path)
 	if err != nil {
@@ -215,6 +228,9 @@ func (s *Store) acquireWait(ctx context.Context, op string, exclusive, mayCreate
 	if s.closed.Load() {
 		return nil, 0, ErrClosed
 	}
+	if s.remote != nil {
+		return nil, 0, s.errLocalOnly(op) // every user of the file lock needs the file
+	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -241,7 +257,16 @@ func (s *Store) acquireWait(ctx context.Context, op string, exclusive, mayCreate
 // begin starts a transaction for op: the backend's lock and transaction,
 // then the format and schema.
 func (s *Store) begin(ctx context.Context, op string, write bool) (*Tx, error) {
-	kt, err := s.beginLocal(ctx, op, write)
+	var kt kv.Tx
+	var err error
+	switch {
+	case s.remote == nil:
+		kt, err = s.beginLocal(ctx, op, write)
+	case s.closed.Load():
+		err = ErrClosed
+	default:
+		kt, err = s.remote.Begin(ctx, write, op)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +324,12 @@ func (s *Store) Path() string { return s.path }
 // other file is open between operations. Transactions already begun finish
 // normally. Close is idempotent.
 func (s *Store) Close() error {
-	s.closed.Store(true)
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if s.remote != nil {
+		return wrapErr("close", s.path, s.remote.Close())
+	}
 	s.warm.retire()
 	s.gc.close()
 	return nil
@@ -309,6 +339,12 @@ func (s *Store) Close() error {
 // then the lock files. Processes waiting for the lock find the store gone
 // (ErrNotExist). The handle is closed.
 func (s *Store) Destroy(ctx context.Context) error {
+	if s.remote != nil {
+		if err := s.destroyRemote(ctx); err != nil {
+			return wrapErr("destroy", s.path, err)
+		}
+		return s.Close()
+	}
 	err := s.exclusive(ctx, "destroy", func() error {
 		s.warm.retire()
 		if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {

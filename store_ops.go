@@ -31,7 +31,7 @@ func (s *Store) Upsert(ctx context.Context, key string, v any) (id uint64, inser
 // own. Either way it returns after its own write is durable, with its own
 // result or error.
 func (s *Store) write(ctx context.Context, name string, op *gcOp, direct func(*Tx) error, take func(*gcResult)) error {
-	if op != nil {
+	if op != nil && s.remote == nil {
 		start := time.Now()
 		res, err := s.submit(ctx, name, op)
 		if err != errNotCombinable {

@@ -33,6 +33,7 @@ const (
 	exitNoSpace        = 12 // no space (or no inodes) left on the device
 	exitUnsafePath     = 13 // the store's path or one of its lock files is a link, FIFO, foreign file...
 	exitUnknownOutcome = 14 // a write may or may not have been applied (the store was replaced under it)
+	exitUnsupported    = 15 // the store cannot do that (a local-only command on a remote store, no backend for a URL)
 	exitUsage          = 64 // bad command line: flag, argument, filter, value, unknown field, schema rule
 	exitInternal       = 70 // a bug in psbase: a panic that the command recovered
 	exitSignal         = 130
@@ -58,6 +59,8 @@ const exitCodeTable = `Exit codes:
       another user's file
   14  outcome unknown: the store was replaced or its lock file deleted while
       the write committed; read it back before retrying
+  15  not supported by this store (a command that needs a local file, on a
+      remote store; or no backend for the URL's scheme)
   64  usage error: bad flag or argument, bad filter, bad value for a field's
       type, unknown field, schema rule broken
   70  internal error (a bug in psbase; please report it)
@@ -94,6 +97,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, psbase.ErrUnknownOutcome):
 		return exitUnknownOutcome
+	case errors.Is(err, psbase.ErrUnsupported):
+		return exitUnsupported
 	case errors.Is(err, psbase.ErrNewerFormat):
 		return exitNewerFormat
 	case errors.Is(err, psbase.ErrNoSpace):

@@ -294,6 +294,7 @@ func TestExitCodes(t *testing.T) {
 		{wrap(&psbase.LockTimeoutError{Err: context.Canceled}), 130}, {wrap(psbase.ErrReadOnly), 1},
 		{wrap(psbase.ErrNewerFormat), 11}, {wrap(psbase.ErrNoSpace), 12}, {wrap(psbase.ErrUnsafePath), 13},
 		{wrap(psbase.ErrUnknownOutcome), 14},
+		{wrap(psbase.ErrUnsupported), 15},
 	} {
 		if got := exitCode(tc.err); got != tc.want {
 			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.want)
