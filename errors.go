@@ -65,6 +65,12 @@ var (
 	// ErrOption: an option was given to a function it means nothing to
 	// (WithOverwrite to Open, say): nothing was done.
 	ErrOption = errors.New("option does not apply")
+	// ErrChangesGone: Changes or Watch was asked for the changes after a
+	// revision that the store's change log no longer holds (trimmed to its
+	// retention, the store restored from a backup or replaced): read the
+	// records afresh and continue from the revision that the error's
+	// *ChangesGoneError carries.
+	ErrChangesGone = errors.New("changes no longer in the change log")
 )
 
 // Error is the error type of every failed Store and Tx method. It names the
@@ -153,6 +159,7 @@ var sentinels = []error{
 	ErrNotFound, ErrConflict, ErrLockTimeout, ErrClosed, ErrExists, ErrNotExist,
 	ErrSchema, ErrCorrupt, ErrReadOnly, ErrDuplicate, ErrTxDone, ErrUnsupportedFS,
 	ErrUnsafePath, ErrNoSpace, ErrNewerFormat, ErrUnknownOutcome, ErrOption,
+	ErrChangesGone,
 }
 
 // hasSentinel reports whether err already wraps a sentinel or a context error.
