@@ -18,6 +18,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/psbase/psbase/internal/boltkv"
+	"github.com/psbase/psbase/internal/kv"
 )
 
 // suffixPartial is a backup being written, renamed into place when complete
@@ -134,6 +139,13 @@ func checkCopy(path string) error {
 // and nothing changes), copied beside the store, fsynced, given the store's
 // owner, group and mode, and renamed over it. Processes waiting for the lock
 // then find the restored store, as after Cleanup.
+//
+// The restored store's revision moves past the replaced store's and its
+// change log starts empty there, so every watcher (Changes, Watch) of a
+// revision from before the restore gets ErrChangesGone and resyncs: the
+// changes since the backup were undone, and no watcher is left believing
+// them. A backup of an older format is upgraded in the copy; one that this
+// psbase cannot write (ErrNewerFormat) is refused.
 func (s *Store) Restore(ctx context.Context, from string) error {
 	if s.remote != nil {
 		return wrapErr("restore", s.path, s.errLocalOnly("restore"))
@@ -188,6 +200,9 @@ func (s *Store) Restore(ctx context.Context, from string) error {
 		if err := out.Close(); err != nil {
 			return classifyIOError(err)
 		}
+		if err := s.restamp(tmp, fi.Mode().Perm()); err != nil {
+			return err
+		}
 		s.warm.retire()
 		if err := os.Rename(tmp, s.path); err != nil {
 			return classifyIOError(err)
@@ -209,4 +224,43 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, fmt.Errorf("restore stopped: %w", err)
 	}
 	return c.r.Read(p)
+}
+
+// restamp prepares Restore's copy at tmp (restampRestored): its revision
+// moves past the replaced store's, its change log is emptied, it gets a new
+// identity. The exclusive lock is held; the copy is committed (fsynced).
+func (s *Store) restamp(tmp string, mode os.FileMode) error {
+	cur := s.currentRevision()
+	db, err := bolt.Open(tmp, mode, &bolt.Options{Timeout: s.cfg.boltTimeout, NoSync: s.cfg.noSync})
+	if err != nil {
+		return classifyIOError(err)
+	}
+	err = db.Update(func(btx *bolt.Tx) error {
+		kt := boltkv.Tx{BTx: btx}
+		if _, err := checkFormat(kt, true); err != nil {
+			return err
+		}
+		return restampRestored(kt, cur)
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	return classifyIOError(err)
+}
+
+// currentRevision is the revision of the store Restore replaces (the
+// exclusive lock is held), 0 if it cannot be read (a damaged store).
+func (s *Store) currentRevision() uint64 {
+	h, err := s.openBolt(false)
+	if err != nil {
+		return 0
+	}
+	var rev uint64
+	_ = h.view(func(kt kv.Tx) error {
+		if meta := kt.Bucket(bucketMeta); meta != nil {
+			rev = u64(meta.Get(keyRev))
+		}
+		return nil
+	})
+	return rev
 }

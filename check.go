@@ -191,6 +191,7 @@ func checkLogical(btx kv.Tx, rep *CheckReport) error {
 	}
 	checkIndexes(btx, sch, format, rep)
 	checkRequests(btx, rep)
+	checkChanges(btx, rep)
 	return nil
 }
 

@@ -174,7 +174,8 @@ func syncFile(path string) error {
 
 // upgradeFormat brings a compacted copy in format from up to FormatVersion.
 // Format 1 → 2: every record's CRC is recomputed over its ID and body (the
-// body is unchanged; its old CRC was verified by Cleanup's check).
+// body is unchanged; its old CRC was verified by Cleanup's check). Format
+// 2 or 3 → 4: the change log starts, at revision 0.
 func upgradeFormat(kt kv.Tx, from uint32) error {
 	if from < 2 {
 		records := kt.Bucket(bucketRecords)
@@ -193,5 +194,9 @@ func upgradeFormat(kt kv.Tx, from uint32) error {
 			c.Seek(key) // a Put invalidates the cursor: stand on the key again
 		}
 	}
-	return setFormat(kt.Bucket(bucketMeta), FormatVersion)
+	meta := kt.Bucket(bucketMeta)
+	if err := ensureFeed(meta); err != nil {
+		return err
+	}
+	return setFormat(meta, FormatVersion)
 }

@@ -170,6 +170,15 @@ func (s *Store) combine(g *lock.Grant, own *gcOp, mine *gcMine) (*gcResult, erro
 			break
 		}
 		if !redo {
+			if s.cfg.weak.feedLogFirst && !tx.feed.logged {
+				ntx, err := s.weakLogFirst(tx, h, others)
+				if err != nil {
+					commitErr = err
+					break
+				}
+				tx = ntx // the batch again, on a transaction that logs nothing
+				continue
+			}
 			commitErr = s.commitBatch(tx, g, h, items)
 			if commitErr == nil && s.cfg.weak.gcStage != nil {
 				s.cfg.weak.gcStage("committed", others)

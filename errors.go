@@ -70,6 +70,12 @@ var (
 	// remote store), or a backend for its URL's scheme linked into the
 	// program. Nothing was done.
 	ErrUnsupported = errors.New("not supported by this store")
+	// ErrChangesGone: Changes or Watch was asked for the changes after a
+	// revision that the store's change log no longer holds (trimmed to its
+	// retention, the store restored from a backup or replaced): read the
+	// records afresh and continue from the revision that the error's
+	// *ChangesGoneError carries.
+	ErrChangesGone = errors.New("changes no longer in the change log")
 )
 
 // Error is the error type of every failed Store and Tx method. It names the
@@ -159,6 +165,7 @@ var sentinels = []error{
 	ErrSchema, ErrCorrupt, ErrReadOnly, ErrDuplicate, ErrTxDone, ErrUnsupportedFS,
 	ErrUnsafePath, ErrNoSpace, ErrNewerFormat, ErrUnknownOutcome, ErrOption,
 	ErrUnsupported,
+	ErrChangesGone,
 }
 
 // hasSentinel reports whether err already wraps a sentinel or a context error.

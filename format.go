@@ -15,11 +15,13 @@ import (
 
 // FormatVersion is the newest on-disk format this psbase reads and writes,
 // described in FORMAT.md. New stores are made in it. Older stores are read
-// and written in their own format until Cleanup upgrades them. From format 2
+// in their own format; a store of format 2 or 3 becomes format 4 (it gains
+// its change log) at its first write that changes something, and Cleanup
+// upgrades any older store. From format 2
 // on, a store also records the oldest format a reader and a writer must know
 // (min_read, min_write): a store whose minimum is newer than FormatVersion is
 // refused, unchanged, with ErrNewerFormat.
-const FormatVersion = 3
+const FormatVersion = 4
 
 // Bucket and key names of the on-disk format (see FORMAT.md). A psbase file
 // is a plain bbolt file: bbolt's own `bbolt check` works on it.
@@ -31,6 +33,10 @@ var (
 	// queue ID ‖ slot → request ID ‖ result. Created by the first combined
 	// write; absent in a store that never combined.
 	bucketRequests = []byte("requests")
+	// bucketChanges is the change log (format 4, changes.go): uint64
+	// big-endian revision → the IDs that revision inserted, updated and
+	// deleted. It may be absent in a store whose log never had an entry.
+	bucketChanges = []byte("changes")
 
 	keyFormat   = []byte("format")    // uint32 big-endian: FormatVersion
 	keySchema   = []byte("schema")    // msgpack of schema
@@ -38,17 +44,24 @@ var (
 	keyCreated  = []byte("created")   // RFC 3339 time of creation
 	keyMinRead  = []byte("min_read")  // uint32 big-endian: oldest format a reader must know (format ≥ 2)
 	keyMinWrite = []byte("min_write") // uint32 big-endian: oldest format a writer must know (format ≥ 2)
+	// The change feed (format 4, changes.go).
+	keyRev      = []byte("rev")       // uint64 big-endian: the store's revision
+	keyLogBase  = []byte("log_base")  // uint64 big-endian: the log holds the revisions after this one
+	keyLogBytes = []byte("log_bytes") // uint64 big-endian: the bytes of the log's entries
+	keyLogKeep  = []byte("log_keep")  // 2 × uint64 big-endian: retention in revisions and bytes (optional)
+	keyStoreID  = []byte("store_id")  // 16 random bytes: the store's identity, new after a Restore
 )
 
 // The minimum versions this psbase writes into a store of FormatVersion:
 // format 2 changed the record checksum, so a format-1 psbase can neither
-// read nor write it. Format 3 only adds the group-commit bucket "requests",
-// which a format-2 psbase neither reads nor writes (its Cleanup copies it
-// with every other bucket), so it may still read and write a format-3
-// store.
+// read nor write it. Format 3 only added the group-commit bucket
+// "requests", which a format-2 psbase neither reads nor writes. Format 4
+// adds the change log, which every write must extend: a format-3 psbase
+// would commit writes that no watcher hears of, so it may read a format-4
+// store but not write it.
 const (
 	minReadVersion  = 2
-	minWriteVersion = 2
+	minWriteVersion = 4
 )
 
 func putU32(v uint32) []byte {
@@ -95,6 +108,9 @@ func initFormat(btx kv.Tx, s *schema) error {
 		return err
 	}
 	if err := meta.Put(keyCreated, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+		return err
+	}
+	if err := initFeed(meta); err != nil {
 		return err
 	}
 	raw, err := encodeSchema(s)

@@ -41,6 +41,8 @@ type config struct {
 	lazyOpen       bool
 	noWarmReads    bool
 	noGroupCommit  bool
+	changeKeep     changeKeep    // WithChangeRetention (zero: leave the store's as it is)
+	watchInterval  time.Duration // WithWatchInterval
 
 	// weak turns guarantees off, for the negative controls of the tests
 	// only: no option sets it.
@@ -59,6 +61,11 @@ type weakness struct {
 	noWarmIdentity bool   // the kept read handle is used after the file was replaced (warm.go, 3)
 	gcNoRecords    bool   // the combiner ignores idempotency records (groupcommit.go, 3)
 	ignoreCtx      bool   // a transaction ignores its context once the lock is held (tx.go)
+	// The change feed (changes.go, watch.go).
+	feedSkipCombined bool // a combined batch is committed without its change-log entry
+	feedLogFirst     bool // a combiner commits the log entry in a transaction of its own, then the data (gcStage "logged" between)
+	watchNoWake      bool // Watch neither watches the directory nor polls: it waits for its context only
+	watchNoNotify    bool // Watch does not use fsnotify: it polls (the fallback), as when fsnotify fails
 	// gcStage is called by a combiner at "taken" (slots taken, nothing
 	// applied) and "committed" (committed, nothing published), with the
 	// number of other processes' operations in the batch: tests kill or
@@ -71,9 +78,10 @@ type weakness struct {
 
 func newConfig(opts []Option) config {
 	c := config{
-		lockTimeout: DefaultLockTimeout,
-		boltTimeout: DefaultBoltTimeout,
-		fileMode:    0o644,
+		lockTimeout:   DefaultLockTimeout,
+		boltTimeout:   DefaultBoltTimeout,
+		fileMode:      0o644,
+		watchInterval: DefaultWatchInterval,
 	}
 	for _, o := range opts {
 		o(&c)
@@ -146,3 +154,59 @@ func WithoutWarmReads() Option { return func(c *config) { c.noWarmReads = true }
 // safe; it halves the lock traffic of one-shot processes (a cron job or CLI
 // call that opens, does one thing and exits).
 func WithLazyOpen() Option { return func(c *config) { c.lazyOpen = true } }
+
+// DefaultChangeRetention and DefaultChangeLogBytes bound a store's change
+// log (see Store.Changes) unless WithChangeRetention set other bounds: the
+// log keeps the last 10 000 revisions, and fewer if those take more than
+// 64 MiB (the newest revision is always kept). At a few changes per
+// revision that is days of a busy cron schedule in a few hundred KiB; a
+// watcher that falls further behind gets ErrChangesGone and resyncs.
+const (
+	DefaultChangeRetention = 10_000
+	DefaultChangeLogBytes  = 64 << 20
+)
+
+// changeKeep is a change log's retention: revisions and bytes.
+type changeKeep struct {
+	revs  uint64
+	bytes uint64
+}
+
+// WithChangeRetention sets how much of its change log a store keeps: the
+// last revisions revisions, and fewer if they take more than bytes bytes
+// (the newest revision is always kept); zero or negative keeps that bound's
+// default (DefaultChangeRetention, DefaultChangeLogBytes). The bounds are
+// the store's, not the handle's: the first write of a handle given this
+// option records them in the file, and from then on every writer, whatever
+// its options, trims the log to them in the same transaction as its
+// commit. A handle without the option leaves the recorded bounds alone.
+func WithChangeRetention(revisions int, bytes int64) Option {
+	return func(c *config) {
+		c.changeKeep = changeKeep{revs: DefaultChangeRetention, bytes: DefaultChangeLogBytes}
+		if revisions > 0 {
+			c.changeKeep.revs = uint64(revisions)
+		}
+		if bytes > 0 {
+			c.changeKeep.bytes = uint64(bytes)
+		}
+	}
+}
+
+// DefaultWatchInterval is how often Store.Watch looks at the store when
+// the file system does not tell it about writes (see WithWatchInterval).
+const DefaultWatchInterval = time.Second
+
+// WithWatchInterval sets how often Store.Watch reads the store's revision
+// when it cannot rely on file-system events alone (default
+// DefaultWatchInterval): when fsnotify cannot watch the store's directory
+// (no inotify instance or watch left, an unsupported system), and always on
+// a store opened WithAllowNetworkFS, where another machine's writes raise
+// no local event. Each look is one short read under the shared lock; a
+// zero or negative d keeps the default.
+func WithWatchInterval(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.watchInterval = d
+		}
+	}
+}

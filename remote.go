@@ -156,7 +156,7 @@ func (s *Store) errLocalOnly(op string) error {
 }
 
 // allBuckets are the top-level buckets a store may have.
-var allBuckets = [][]byte{bucketMeta, bucketRecords, bucketIndexes, bucketRequests}
+var allBuckets = [][]byte{bucketMeta, bucketRecords, bucketIndexes, bucketRequests, bucketChanges}
 
 // createOrOpenRemote is Create (orOpen false) and Open (orOpen true, with
 // fields from WithCreate, or nil) of a store URL.

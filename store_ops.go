@@ -218,6 +218,11 @@ type Stats struct {
 	// mean batch size.
 	CombinedBatches uint64
 	CombinedOps     uint64
+	// The change feed (see Changes): the store's revision, and the oldest
+	// revision Changes and Watch can continue from (the log's retention).
+	// Both are 0 in a store of format 3 or older, which has no log yet.
+	Revision       uint64
+	OldestRevision uint64
 }
 
 // Stats returns the store's size, count and schema, under the shared lock.
@@ -249,5 +254,6 @@ func (tx *Tx) stats() (st Stats, err error) {
 		st.FileSize = fi.Size()
 	}
 	st.Created, _ = time.Parse(time.RFC3339Nano, string(tx.meta.Get(keyCreated)))
+	st.Revision, st.OldestRevision = tx.Revision(), u64(tx.meta.Get(keyLogBase))
 	return st, nil
 }

@@ -47,6 +47,7 @@ type Tx struct {
 	meta    kv.Bucket
 
 	schemaChanged bool
+	feed          txFeed // what a writable transaction changed (changes.go)
 }
 
 // ctxCheckEvery is how many records a long walk handles between two looks
@@ -88,6 +89,9 @@ func (tx *Tx) init() (err error) {
 	}
 	tx.meta = tx.kt.Bucket(bucketMeta)
 	tx.records = tx.kt.Bucket(bucketRecords)
+	if tx.write {
+		tx.watchRecords() // every record written from here on is noted for the change log
+	}
 	tx.sch, err = tx.s.loadSchema(tx.meta)
 	return err
 }
@@ -155,6 +159,16 @@ func (tx *Tx) finish(commit bool) (err error) {
 				_ = tx.kt.Rollback()
 				return err
 			}
+		}
+		// The change log's entry commits with the changes it lists, or
+		// not at all (changes.go).
+		if err := tx.logChanges(); err != nil {
+			_ = tx.kt.Rollback()
+			return err
+		}
+		if err := freelistFits(tx.kt); err != nil {
+			_ = tx.kt.Rollback()
+			return err
 		}
 		if err := tx.kt.Commit(); err != nil {
 			return err

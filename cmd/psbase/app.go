@@ -269,6 +269,7 @@ Formats:  aligned table on a terminal, tab-separated otherwise;
 		a.incrCmd(), a.upsertCmd(), a.deleteCmd(), a.batchCmd(), a.importCmd(), a.exportCmd())
 	add("schema", a.createCmd(), a.schemaCmd(), a.addFieldCmd(), a.dropFieldCmd(),
 		a.setDefaultCmd(), a.createIndexCmd(), a.dropIndexCmd())
+	add("records", a.watchCmd())
 	add("admin", a.checkCmd(), a.recoverCmd(), a.backupCmd(), a.restoreCmd(), a.cleanupCmd(), a.statsCmd(), a.locksCmd(), a.stormCmd())
 	for _, c := range root.Commands() {
 		switch c.Name() {
