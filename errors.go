@@ -65,6 +65,10 @@ var (
 	// ErrOption: an option was given to a function it means nothing to
 	// (WithOverwrite to Open, say): nothing was done.
 	ErrOption = errors.New("option does not apply")
+	// ErrTxTooLarge: a transaction is above a limit of the backend that
+	// would commit it (on etcd, the server's operations per transaction or
+	// request size); the error names the limit, and nothing was written.
+	ErrTxTooLarge = errors.New("transaction too large")
 )
 
 // Error is the error type of every failed Store and Tx method. It names the
@@ -153,6 +157,7 @@ var sentinels = []error{
 	ErrNotFound, ErrConflict, ErrLockTimeout, ErrClosed, ErrExists, ErrNotExist,
 	ErrSchema, ErrCorrupt, ErrReadOnly, ErrDuplicate, ErrTxDone, ErrUnsupportedFS,
 	ErrUnsafePath, ErrNoSpace, ErrNewerFormat, ErrUnknownOutcome, ErrOption,
+	ErrTxTooLarge,
 }
 
 // hasSentinel reports whether err already wraps a sentinel or a context error.
