@@ -1,0 +1,89 @@
+package etcdtest
+
+// cluster_test.go: the harness itself — a cluster starts, serves, survives
+// its leader's SIGKILL and a member's SIGSTOP, restarts a member, and leaves
+// no process behind.
+//
+// May touch: the clusters it starts.
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func TestMain(m *testing.M) {
+	Main()
+	os.Exit(m.Run())
+}
+
+func TestClusterFaults(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("members are paused with SIGSTOP")
+	}
+	c := Start(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.Put(ctx, "k", "1"); err != nil {
+		t.Fatal(err)
+	}
+	leader, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := c.PID(leader)
+	if err := c.Kill(leader); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Fatalf("member %d (pid %d) still runs after Kill", leader, pid)
+	}
+	// The two others elect a new leader; the client fails over to them.
+	if _, err := c.WaitLeader(ctx, leader); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "k", "2"); err != nil {
+		t.Fatalf("put after the leader's kill: %v", err)
+	}
+	if err := c.Restart(ctx, leader); err != nil {
+		t.Fatal(err)
+	}
+	// The restarted member has the write made while it was dead.
+	one, err := clientv3.New(clientv3.Config{Endpoints: []string{c.Endpoint(leader)}, DialTimeout: 5 * time.Second, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	resp, err := one.Get(ctx, "k")
+	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "2" {
+		t.Fatalf("restarted member reads %v, %v; want k=2", resp, err)
+	}
+	// A paused member: the two others keep a quorum.
+	other := (leader + 1) % c.Size()
+	if err := c.Stop(other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "k", "3"); err != nil {
+		t.Fatalf("put with member %d paused: %v", other, err)
+	}
+	if err := c.Cont(other); err != nil {
+		t.Fatal(err)
+	}
+	pids := []int{c.PID(0), c.PID(1), c.PID(2)}
+	c.Close()
+	for _, p := range pids {
+		if err := syscall.Kill(p, 0); err == nil {
+			t.Errorf("member pid %d still runs after Close", p)
+		}
+	}
+}
