@@ -217,12 +217,20 @@ func (b *Backend) release(h *held) {
 	<-b.gate
 }
 
+// holderLookup bounds the look-up of the holders for a timeout's error.
+const holderLookup = time.Second
+
 // timeout builds the lock-timeout error, naming the holder and the waiters
-// as the cluster tells within the dial timeout.
+// as the cluster tells within holderLookup; if it tells nothing, the error
+// is an *UnreachableError.
 func (b *Backend) timeout(ctx context.Context, op string, start time.Time) error {
-	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.DialTimeout)
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), holderLookup)
 	defer cancel()
-	holders, _ := b.Holders(hctx)
+	holders, err := b.Holders(hctx)
+	if err != nil {
+		// No endpoint answers either: say that, not "someone holds it".
+		return &UnreachableError{Endpoints: b.cfg.Endpoints, Op: "lock", Err: ctx.Err()}
+	}
 	return &psbase.LockTimeoutError{Path: "etcd:" + b.cfg.Name, Op: op, Exclusive: true,
 		Waited: time.Since(start), Holders: holders, Err: ctx.Err()}
 }
