@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 // their own.
 func cluster(t testing.TB) *etcdtest.Cluster {
 	t.Helper()
-	sharedOnce.Do(func() { sharedCluster, sharedErr = etcdtest.StartCluster(etcdtest.Options{}) })
+	sharedOnce.Do(func() { sharedCluster, sharedErr = startShared() })
 	if sharedErr != nil {
 		t.Fatalf("etcdtest: %v", sharedErr)
 	}
@@ -283,3 +283,6 @@ func counter(t testing.TB, b *Backend) int {
 	}
 	return n
 }
+
+// startShared starts the shared cluster.
+func startShared() (*etcdtest.Cluster, error) { return etcdtest.StartCluster(etcdtest.Options{}) }

@@ -68,16 +68,44 @@ func TestClusterFaults(t *testing.T) {
 	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "2" {
 		t.Fatalf("restarted member reads %v, %v; want k=2", resp, err)
 	}
-	// A paused member: the two others keep a quorum.
-	other := (leader + 1) % c.Size()
-	if err := c.Stop(other); err != nil {
+	// A paused follower: the two others keep a quorum and serve a client
+	// that talks to them. (A client whose connection goes to the paused
+	// process waits on it: the kernel still holds its socket open.)
+	leader, err = c.WaitLeader(ctx, -1)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cli.Put(ctx, "k", "3"); err != nil {
-		t.Fatalf("put with member %d paused: %v", other, err)
-	}
-	if err := c.Cont(other); err != nil {
+	paused := (leader + 1) % c.Size()
+	if err := c.Stop(paused); err != nil {
 		t.Fatal(err)
+	}
+	var live []string
+	for i, ep := range c.Endpoints() {
+		if i != paused {
+			live = append(live, ep)
+		}
+	}
+	two, err := clientv3.New(clientv3.Config{Endpoints: live, DialTimeout: 5 * time.Second, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer two.Close()
+	if _, err := two.Put(ctx, "k", "3"); err != nil {
+		t.Fatalf("put with member %d paused: %v", paused, err)
+	}
+	if err := c.Cont(paused); err != nil {
+		t.Fatal(err)
+	}
+	// Resumed, it catches up.
+	pctx, cancel2 := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel2()
+	back, err := clientv3.New(clientv3.Config{Endpoints: []string{c.Endpoint(paused)}, DialTimeout: 5 * time.Second, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	if resp, err := back.Get(pctx, "k"); err != nil || string(resp.Kvs[0].Value) != "3" {
+		t.Fatalf("resumed member reads %v, %v; want k=3", resp, err)
 	}
 	pids := []int{c.PID(0), c.PID(1), c.PID(2)}
 	c.Close()
