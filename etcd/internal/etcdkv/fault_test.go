@@ -52,6 +52,9 @@ func (ta *tally) until(t *testing.T, w *worker, n int, d time.Duration) (ended b
 }
 
 func TestMemberKilledNothingAckedLost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a cluster of its own and two leader kills: not in -short")
+	}
 	c := etcdtest.Start(t, etcdtest.Options{})
 	name := storeName(t)
 	b := open(t, c.Endpoints(), name, func(cfg *Config) { cfg.DialTimeout = time.Second })

@@ -1,6 +1,8 @@
+//go:build unix
+
 package etcdtest
 
-// cluster_test.go: the harness itself — a cluster starts, serves, survives
+// cluster_unix_test.go: the harness itself — a cluster starts, serves, survives
 // its leader's SIGKILL and a member's SIGSTOP, restarts a member, and leaves
 // no process behind.
 //
@@ -8,8 +10,6 @@ package etcdtest
 
 import (
 	"context"
-	"os"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -17,15 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-func TestMain(m *testing.M) {
-	Main()
-	os.Exit(m.Run())
-}
-
 func TestClusterFaults(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("members are paused with SIGSTOP")
-	}
 	c := Start(t, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
