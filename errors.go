@@ -76,6 +76,10 @@ var (
 	// records afresh and continue from the revision that the error's
 	// *ChangesGoneError carries.
 	ErrChangesGone = errors.New("changes no longer in the change log")
+	// ErrTxTooLarge: a transaction is above a limit of the backend that
+	// would commit it (on etcd, the server's operations per transaction or
+	// request size); the error names the limit, and nothing was written.
+	ErrTxTooLarge = errors.New("transaction too large")
 )
 
 // Error is the error type of every failed Store and Tx method. It names the
@@ -166,6 +170,7 @@ var sentinels = []error{
 	ErrUnsafePath, ErrNoSpace, ErrNewerFormat, ErrUnknownOutcome, ErrOption,
 	ErrUnsupported,
 	ErrChangesGone,
+	ErrTxTooLarge,
 }
 
 // hasSentinel reports whether err already wraps a sentinel or a context error.

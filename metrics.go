@@ -205,7 +205,7 @@ func sentinelName(s error) string {
 		ErrSchema: "ErrSchema", ErrCorrupt: "ErrCorrupt", ErrReadOnly: "ErrReadOnly",
 		ErrDuplicate: "ErrDuplicate", ErrTxDone: "ErrTxDone", ErrUnsupportedFS: "ErrUnsupportedFS",
 		ErrUnsafePath: "ErrUnsafePath", ErrNoSpace: "ErrNoSpace", ErrNewerFormat: "ErrNewerFormat",
-		ErrUnknownOutcome: "ErrUnknownOutcome", ErrOption: "ErrOption", ErrUnsupported: "ErrUnsupported", ErrChangesGone: "ErrChangesGone",
+		ErrUnknownOutcome: "ErrUnknownOutcome", ErrOption: "ErrOption", ErrUnsupported: "ErrUnsupported", ErrChangesGone: "ErrChangesGone", ErrTxTooLarge: "ErrTxTooLarge",
 	}
 	if n, ok := names[s]; ok {
 		return n

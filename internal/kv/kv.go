@@ -28,6 +28,13 @@
 //     top-level buckets "psbase" (meta), "records" and "indexes", and one
 //     nested bucket per index inside "indexes".
 //
+// Reads that can fail: Get and the Cursor methods return no error. A
+// backend whose reads go over a network (etcd) keeps the first failed read:
+// the read returns nil, a writable Tx's Commit returns that error and writes
+// nothing, and a read-only Tx's Commit and Rollback return it, so a caller
+// that ends a read-only Tx must check what Rollback (or Commit) returns
+// before it trusts what it read. bbolt's reads cannot fail this way.
+//
 // A Tx is used by one goroutine at a time.
 package kv
 

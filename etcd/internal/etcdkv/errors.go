@@ -1,0 +1,73 @@
+package etcdkv
+
+// errors.go: the errors of the etcd backend, each wrapping a psbase
+// sentinel (errors.Is) with a detail type (errors.As).
+//
+// May touch: nothing.
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/psbase/psbase"
+)
+
+// ErrLockLost: a commit was refused because this holder's lock key was gone
+// (its session's lease expired while it was paused, partitioned or slow,
+// and another holder may have written since). Nothing was written. It is
+// matched by errors.Is together with psbase.ErrLockTimeout: the lock's time
+// ran out; retrying the transaction is safe.
+var ErrLockLost = errors.New("store lock lost before commit (session lease expired)")
+
+// LockLostError is the error of a fenced commit.
+type LockLostError struct {
+	Store   string // the store's name
+	LockKey string // the lock key this holder had
+	Lease   int64  // its lease
+}
+
+func (e *LockLostError) Error() string {
+	return fmt.Sprintf("%v: store %q, lock key %q (lease %x) no longer exists; nothing was written", ErrLockLost, e.Store, e.LockKey, e.Lease)
+}
+
+// Is matches ErrLockLost and psbase.ErrLockTimeout.
+func (e *LockLostError) Is(target error) bool {
+	return target == ErrLockLost || target == psbase.ErrLockTimeout
+}
+
+// TxTooLargeError is the error of a transaction above one of etcd's limits,
+// found before anything was sent: it matches psbase.ErrTxTooLarge and names
+// the limit (Limit is "operations" or "request bytes").
+type TxTooLargeError struct {
+	Limit string // "operations" (--max-txn-ops) or "request bytes" (--max-request-bytes)
+	Have  int    // what the transaction needs
+	Max   int    // what the server accepts (Config.MaxTxnOps / MaxRequestBytes)
+}
+
+func (e *TxTooLargeError) Error() string {
+	flag := "--max-txn-ops"
+	if e.Limit == "request bytes" {
+		flag = "--max-request-bytes"
+	}
+	return fmt.Sprintf("%v: %d %s, the limit is %d (the server's %s); nothing was written", psbase.ErrTxTooLarge, e.Have, e.Limit, e.Max, flag)
+}
+
+// Is matches psbase.ErrTxTooLarge.
+func (e *TxTooLargeError) Is(target error) bool { return target == psbase.ErrTxTooLarge }
+
+// UnreachableError: no endpoint answered before the context or the dial
+// timeout ended. It unwraps to the cause (context.DeadlineExceeded, most
+// often), the context's error being psbase's sentinel for that.
+type UnreachableError struct {
+	Endpoints []string
+	Op        string
+	Err       error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("etcd %s: no endpoint of [%s] answered: %v", e.Op, strings.Join(e.Endpoints, " "), e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *UnreachableError) Unwrap() error { return e.Err }
