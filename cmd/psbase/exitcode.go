@@ -34,6 +34,8 @@ const (
 	exitUnsafePath     = 13 // the store's path or one of its lock files is a link, FIFO, foreign file...
 	exitUnknownOutcome = 14 // a write may or may not have been applied (the store was replaced under it)
 	exitUnsupported    = 15 // the store cannot do that (a local-only command on a remote store, no backend for a URL)
+	exitTxTooLarge     = 16 // a transaction above the backend's limits (etcd); nothing was written
+	exitChangesGone    = 17 // watch: the changes after --since are no longer in the change log
 	exitUsage          = 64 // bad command line: flag, argument, filter, value, unknown field, schema rule
 	exitInternal       = 70 // a bug in psbase: a panic that the command recovered
 	exitSignal         = 130
@@ -61,6 +63,8 @@ const exitCodeTable = `Exit codes:
       the write committed; read it back before retrying
   15  not supported by this store (a command that needs a local file, on a
       remote store; or no backend for the URL's scheme)
+  16  transaction too large for the backend's limits; nothing was written
+  17  watch: the changes after --since left the change log; resync
   64  usage error: bad flag or argument, bad filter, bad value for a field's
       type, unknown field, schema rule broken
   70  internal error (a bug in psbase; please report it)
@@ -99,6 +103,10 @@ func exitCode(err error) int {
 		return exitUnknownOutcome
 	case errors.Is(err, psbase.ErrUnsupported):
 		return exitUnsupported
+	case errors.Is(err, psbase.ErrTxTooLarge):
+		return exitTxTooLarge
+	case errors.Is(err, psbase.ErrChangesGone):
+		return exitChangesGone
 	case errors.Is(err, psbase.ErrNewerFormat):
 		return exitNewerFormat
 	case errors.Is(err, psbase.ErrNoSpace):

@@ -295,6 +295,8 @@ func TestExitCodes(t *testing.T) {
 		{wrap(psbase.ErrNewerFormat), 11}, {wrap(psbase.ErrNoSpace), 12}, {wrap(psbase.ErrUnsafePath), 13},
 		{wrap(psbase.ErrUnknownOutcome), 14},
 		{wrap(psbase.ErrUnsupported), 15},
+		{wrap(psbase.ErrTxTooLarge), 16},
+		{wrap(psbase.ErrChangesGone), 17},
 	} {
 		if got := exitCode(tc.err); got != tc.want {
 			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.want)
