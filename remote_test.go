@@ -440,15 +440,7 @@ func TestRemoteBackend(t *testing.T) {
 				h = other
 			}
 			for range 25 {
-				err := h.Txn(ctx, func(tx *Tx) error {
-					r, err := tx.Get(id)
-					if err != nil {
-						return err
-					}
-					_, err = tx.UpdateByID(id, Values{"n": r.Values["n"].(int64) + 1})
-					return err
-				})
-				if err != nil {
+				if err := incrementInTxn(ctx, h, id); err != nil {
 					t.Error(err)
 					return
 				}

@@ -44,6 +44,19 @@ func newTestStoreFields(t testing.TB, fields []Field, opts ...Option) (*Store, s
 	return s, path
 }
 
+// incrementInTxn adds one to record id's "n" by a read-modify-write inside
+// Txn: the pattern that loses updates without the store's lock.
+func incrementInTxn(ctx context.Context, s *Store, id uint64) error {
+	return s.Txn(ctx, func(tx *Tx) error {
+		r, err := tx.Get(id)
+		if err != nil {
+			return err
+		}
+		_, err = tx.UpdateByID(id, Values{"n": r.Values["n"].(int64) + 1})
+		return err
+	})
+}
+
 // fileHash fingerprints a file so tests can assert "changed nothing".
 func fileHash(t testing.TB, path string) string {
 	t.Helper()
@@ -531,15 +544,7 @@ func TestConcurrentGoroutines(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range each {
-				err := h.Txn(ctx, func(tx *Tx) error {
-					r, err := tx.Get(id)
-					if err != nil {
-						return err
-					}
-					_, err = tx.UpdateByID(id, Values{"n": r.Values["n"].(int64) + 1})
-					return err
-				})
-				if err != nil {
+				if err := incrementInTxn(ctx, h, id); err != nil {
 					t.Error(err)
 				}
 				if _, err := h.Get(ctx, id); err != nil {
