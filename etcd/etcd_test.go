@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/psbase/psbase"
-	"github.com/psbase/psbase/etcd/internal/etcdtest"
+	"github.com/psbase/psbase/etcd/etcdtest"
 )
 
 func TestMain(m *testing.M) {

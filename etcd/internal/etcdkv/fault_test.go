@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/psbase/psbase/etcd/internal/etcdtest"
+	"github.com/psbase/psbase/etcd/etcdtest"
 )
 
 // tally counts an incr worker's outcomes.

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/psbase/psbase"
-	"github.com/psbase/psbase/etcd/internal/etcdtest"
+	"github.com/psbase/psbase/etcd/etcdtest"
 	"github.com/psbase/psbase/internal/kv"
 )
 

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/psbase/psbase/etcd/internal/etcdtest"
+	"github.com/psbase/psbase/etcd/etcdtest"
 	"github.com/psbase/psbase/internal/kv"
 )
 
