@@ -186,10 +186,12 @@ func (s *Store) combine(g *lock.Grant, own *gcOp, mine *gcMine) (*gcResult, erro
 			break
 		}
 		_ = tx.finish(false)
-		if tx, err = s.combinerTx(h); err != nil {
-			commitErr = err
+		ntx, err := s.combinerTx(h)
+		if err != nil {
+			commitErr = err // tx is finished: finishing it again below is ErrTxDone
 			break
 		}
+		tx = ntx
 	}
 	if commitErr != nil {
 		_ = tx.finish(false)
