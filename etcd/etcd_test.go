@@ -14,7 +14,11 @@ import (
 
 func TestMain(m *testing.M) {
 	etcdtest.Main()
-	os.Exit(m.Run())
+	code := m.Run()
+	if stormCluster != nil {
+		stormCluster.Close()
+	}
+	os.Exit(code)
 }
 
 func TestParseURL(t *testing.T) {
