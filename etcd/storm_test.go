@@ -239,8 +239,8 @@ func incrementTorn(w *storm.Worker, s *psbase.Store) error {
 // CheckCounter says so.
 func TestStormEtcdCounter(t *testing.T) {
 	stormSkip(t)
-	const procs, k = 50, 20
-	run := func(t *testing.T, inc func(*storm.Worker, *psbase.Store) error) (*storm.LoopResult, int64, error) {
+	const procs = 50
+	run := func(t *testing.T, k int, inc func(*storm.Worker, *psbase.Store) error) (*storm.LoopResult, int64, error) {
 		var urls []string
 		if !storm.IsChild() {
 			urls = stormCreate(t, "", counterFields, psbase.Values{"n": 0})
@@ -269,7 +269,8 @@ func TestStormEtcdCounter(t *testing.T) {
 		return l, final, storm.CheckCounter(l.History.Key("counter"), final)
 	}
 	t.Run("txn", func(t *testing.T) {
-		l, final, err := run(t, incrementTxn)
+		const k = 20
+		l, final, err := run(t, k, incrementTxn)
 		logLoop(t, "counter/txn", l)
 		t.Logf("counter/txn: final %d of %d increments", final, procs*k)
 		if err != nil {
@@ -280,7 +281,10 @@ func TestStormEtcdCounter(t *testing.T) {
 		}
 	})
 	t.Run("negative_torn", func(t *testing.T) {
-		l, final, err := run(t, incrementTorn)
+		// Two increments each are enough: on etcd the gap between the two
+		// transactions is a lock hand-off, and nearly every update is lost.
+		const k = 2
+		l, final, err := run(t, k, incrementTorn)
 		logLoop(t, "counter/torn", l)
 		t.Logf("counter/torn (negative control): final %d of %d acknowledged increments: %d lost", final, procs*k, procs*k-final)
 		if err == nil || final >= procs*k {
@@ -496,7 +500,7 @@ func TestStormEtcdUpsert(t *testing.T) {
 		l, recs, _ := run(t, false)
 		logLoop(t, "upsert/negative", l)
 		per, errs := check(l, recs)
-		t.Logf("upsert/negative (Count then Insert, no unique index): records per ext %v: %d duplicates; checker: %v", per, len(recs)-len(exts), errs)
+		t.Logf("upsert/negative (Count then Insert, no unique index): records per ext %v: %d duplicates; CheckSet failed on %d of %d exts", per, len(recs)-len(exts), len(errs), len(exts))
 		if len(errs) == 0 || len(recs) <= len(exts) {
 			t.Fatalf("negative control: check-then-insert from %d processes made no duplicate the checker saw (%d records)", procs, len(recs))
 		}
