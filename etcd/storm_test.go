@@ -551,12 +551,19 @@ func registerStorm(t *testing.T, cached bool) (storm.History, string) {
 	return l.History, res.Dir
 }
 
-// registerOp does one read or write of register k (record k+1) and records
-// it; a write's value is unique (task, i). With cached, half the reads of a
-// key seen before come from the process's memory.
+// registerOp does one read or write of register k (record k+1, field val)
+// and records it; a write's value is unique (task, i). With cached, half the
+// reads of a key seen before come from the process's memory.
 func registerOp(w *storm.Worker, s *psbase.Store, k, i int, cache map[int]int64, cached bool) error {
-	key := fmt.Sprintf("r%d", k)
-	rid := uint64(k + 1)
+	return registerOpOn(w, s, fmt.Sprintf("r%d", k), uint64(k+1), i, cache, cached, false)
+}
+
+// registerOpOn is registerOp on record rid under history key key. With
+// tolerant (a storm with faults), an error ends the operation instead of
+// the task: failed when it certainly did not happen, left open (unknown)
+// when the commit's outcome is unknown.
+func registerOpOn(w *storm.Worker, s *psbase.Store, key string, rid uint64, i int, cache map[int]int64, cached, tolerant bool) error {
+	k := int(rid)
 	ctx, cancel := opCtx()
 	defer cancel()
 	if w.Rand.IntN(2) == 0 {
@@ -567,6 +574,10 @@ func registerOp(w *storm.Worker, s *psbase.Store, k, i int, cache map[int]int64,
 		}
 		rec, err := s.Get(ctx, rid)
 		if err != nil {
+			w.Fail(id, err)
+			if tolerant {
+				return nil
+			}
 			return err
 		}
 		v := rec.Values["val"].(int64)
@@ -580,16 +591,21 @@ func registerOp(w *storm.Worker, s *psbase.Store, k, i int, cache map[int]int64,
 		_, err := tx.UpdateByID(rid, psbase.Values{"val": v})
 		return err
 	})
-	if err != nil {
-		if errors.Is(err, psbase.ErrUnknownOutcome) {
-			return err // left open: unknown
-		}
+	switch {
+	case err == nil:
+		cache[k] = v
+		w.Ok(id, nil)
+		return nil
+	case errors.Is(err, psbase.ErrUnknownOutcome):
+		// left open: unknown
+	default:
 		w.Fail(id, err)
-		return err
 	}
-	cache[k] = v
-	w.Ok(id, nil)
-	return nil
+	if tolerant {
+		w.Logf("write %s: %v", key, err)
+		return nil
+	}
+	return err
 }
 
 // TestStormEtcdRegister: reads (Get: a snapshot at the cluster's current,
