@@ -81,6 +81,7 @@ func (s *Store) Watch(ctx context.Context, since uint64) iter.Seq2[Change, error
 					return &ChangesGoneError{Since: since, Oldest: u64(tx.meta.Get(keyLogBase)), Rev: tx.Revision(),
 						Reason: "the store was replaced by another (restored from a backup, or a different file)"}
 				}
+				w.saw(tx.kt)
 				var err error
 				changes, rev, more, err = tx.changesSince(since, ChangesPage)
 				return err
@@ -124,6 +125,8 @@ type waker struct {
 
 	mu     sync.Mutex
 	failed bool // fsnotify stopped working: poll from now on
+
+	rw *remoteWake // a remote store's backend notification (watch_remote.go)
 }
 
 // newWaker sets up the wake-up sources of a Watch loop.
@@ -131,6 +134,9 @@ func (s *Store) newWaker() *waker {
 	w := &waker{wake: make(chan struct{}, 1), def: s.cfg.watchInterval}
 	if s.cfg.weak.watchNoWake {
 		return w // the negative control: nothing will ever wake it
+	}
+	if s.remote != nil {
+		return s.newRemoteWaker()
 	}
 	if s.cfg.allowNetworkFS {
 		w.every = s.cfg.watchInterval // another machine's writes raise no event here
@@ -215,6 +221,9 @@ func (w *waker) interval() time.Duration {
 // wait sleeps until a wake-up, the polling interval, or the context's end
 // (its error).
 func (w *waker) wait(ctx context.Context) error {
+	if w.rw != nil {
+		return w.waitRemote(ctx)
+	}
 	var tick <-chan time.Time
 	if d := w.interval(); d > 0 {
 		t := time.NewTimer(d)
