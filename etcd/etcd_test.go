@@ -14,7 +14,12 @@ import (
 
 func TestMain(m *testing.M) {
 	etcdtest.Main()
-	os.Exit(m.Run())
+	if role := os.Getenv(envRole); role != "" {
+		os.Exit(runRole(role)) // a worker process of the tests (roles_test.go)
+	}
+	code := m.Run()
+	closeShared()
+	os.Exit(code)
 }
 
 func TestParseURL(t *testing.T) {
