@@ -44,7 +44,10 @@ import (
 // cannot tell (fsnotify cannot start: no inotify instance or watch left, an
 // unsupported system; or a store opened WithAllowNetworkFS, where writes of
 // other machines raise no event here) it also reads the store's revision
-// every WithWatchInterval (default one second).
+// every WithWatchInterval (default one second). On a remote store it wakes
+// on the backend's own notification of a commit from any host (etcd: its
+// Watch, resumed from the revision of the loop's last read; see
+// watch_remote.go), or polls where the backend has none.
 //
 // An error is yielded once, last: the context's end (wrapping ctx.Err()), a
 // *ChangesGoneError (ErrChangesGone) when since, or the loop itself, fell
