@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"slices"
+
+	"github.com/psbase/psbase/internal/backend"
 )
 
 // progressEvery is how many records CreateIndex indexes between progress calls.
@@ -109,8 +111,18 @@ func (tx *Tx) rebuildIndex(field string) error {
 // With IndexProgress(fn), fn is called as records are indexed (done of
 // total). Building fails with ErrDuplicate, changing nothing, when existing
 // records already violate uniqueness.
+//
+// On a remote store whose backend bounds a commit (etcd), the build is
+// written in pieces under the one store lock, invisible until its final
+// small commit names it in the schema; a build that dies half-way leaves
+// nothing visible, and the next CreateIndex removes its leftovers. There
+// fn reports the entries committed so far, after each piece. Tx.CreateIndex
+// (and AddField of an indexed field) stays one transaction.
 func (s *Store) CreateIndex(ctx context.Context, field string, opts ...IndexOption) error {
 	return s.run(ctx, "create-index", true, func(tx *Tx) error {
+		if ch, ok := tx.kt.(backend.Chunker); ok { // a remote store with bounded commits: ddl_remote.go
+			return tx.createIndexChunked(ch, field, opts...)
+		}
 		return tx.CreateIndex(field, opts...)
 	})
 }

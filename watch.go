@@ -44,7 +44,10 @@ import (
 // cannot tell (fsnotify cannot start: no inotify instance or watch left, an
 // unsupported system; or a store opened WithAllowNetworkFS, where writes of
 // other machines raise no event here) it also reads the store's revision
-// every WithWatchInterval (default one second).
+// every WithWatchInterval (default one second). On a remote store it wakes
+// on the backend's own notification of a commit from any host (etcd: its
+// Watch, resumed from the revision of the loop's last read; see
+// watch_remote.go), or polls where the backend has none.
 //
 // An error is yielded once, last: the context's end (wrapping ctx.Err()), a
 // *ChangesGoneError (ErrChangesGone) when since, or the loop itself, fell
@@ -81,6 +84,7 @@ func (s *Store) Watch(ctx context.Context, since uint64) iter.Seq2[Change, error
 					return &ChangesGoneError{Since: since, Oldest: u64(tx.meta.Get(keyLogBase)), Rev: tx.Revision(),
 						Reason: "the store was replaced by another (restored from a backup, or a different file)"}
 				}
+				w.saw(tx.kt)
 				var err error
 				changes, rev, more, err = tx.changesSince(since, ChangesPage)
 				return err
@@ -124,6 +128,8 @@ type waker struct {
 
 	mu     sync.Mutex
 	failed bool // fsnotify stopped working: poll from now on
+
+	rw *remoteWake // a remote store's backend notification (watch_remote.go)
 }
 
 // newWaker sets up the wake-up sources of a Watch loop.
@@ -131,6 +137,9 @@ func (s *Store) newWaker() *waker {
 	w := &waker{wake: make(chan struct{}, 1), def: s.cfg.watchInterval}
 	if s.cfg.weak.watchNoWake {
 		return w // the negative control: nothing will ever wake it
+	}
+	if s.remote != nil {
+		return s.newRemoteWaker()
 	}
 	if s.cfg.allowNetworkFS {
 		w.every = s.cfg.watchInterval // another machine's writes raise no event here
@@ -215,6 +224,9 @@ func (w *waker) interval() time.Duration {
 // wait sleeps until a wake-up, the polling interval, or the context's end
 // (its error).
 func (w *waker) wait(ctx context.Context) error {
+	if w.rw != nil {
+		return w.waitRemote(ctx)
+	}
 	var tick <-chan time.Time
 	if d := w.interval(); d > 0 {
 		t := time.NewTimer(d)

@@ -14,7 +14,11 @@ import (
 
 func TestMain(m *testing.M) {
 	etcdtest.Main()
+	if role := os.Getenv(envRole); role != "" {
+		os.Exit(runRole(role)) // a worker process of the tests (roles_test.go)
+	}
 	code := m.Run()
+	closeShared()
 	if stormCluster != nil {
 		stormCluster.Close()
 	}

@@ -65,6 +65,8 @@ type weakness struct {
 	noFence  bool // commit without the Compare on the lock key
 	noLock   bool // writable Tx without the lock (and so without a fence)
 	noLimits bool // send transactions above the limits
+
+	feed feedWeakness // the change feed's (watch.go)
 }
 
 // Backend is one store on an etcd cluster. Its methods are safe for
