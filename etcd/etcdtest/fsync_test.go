@@ -2,7 +2,8 @@ package etcdtest
 
 // fsync_test.go: Options.Fsync reaches the members — with it every member
 // fdatasyncs its WAL for the writes it is sent; without it (the default,
-// the negative control) none does, and the same check must fail.
+// the negative control) none does, and the same check must fail — and the
+// metrics the count is read from (DiskStats, CPUTime).
 //
 // May touch: the clusters it starts.
 
@@ -83,6 +84,16 @@ func TestFsyncOption(t *testing.T) {
 		}
 		t.Logf("fsync on: %d WAL fsyncs on 3 members for %d puts, mean %v", total.WALFsyncs, writes,
 			total.WALFsyncTime/time.Duration(max(total.WALFsyncs, 1)))
+		// The member's CPU time is read from the same page; a series the
+		// page lacks is an error, not a zero (the control of the parser).
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if cpu, err := c.CPUTime(ctx, 0); err != nil || cpu <= 0 {
+			t.Fatalf("CPUTime(0) = %v, %v; want > 0", cpu, err)
+		}
+		if _, err := c.metrics(ctx, 0, "etcd_disk_wal_fsync_duration_seconds_count", "psbase_no_such_series"); err == nil {
+			t.Fatal("metrics found a series the member does not serve")
+		}
 	})
 	t.Run("off-control", func(t *testing.T) {
 		t.Parallel()

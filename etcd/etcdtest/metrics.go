@@ -1,7 +1,8 @@
 package etcdtest
 
-// metrics.go: what a member's disk did — its WAL fsyncs and backend commits,
-// read from the Prometheus text the member serves at <client URL>/metrics.
+// metrics.go: what a member did — its WAL fsyncs, backend commits and CPU
+// time, read from the Prometheus text the member serves at
+// <client URL>/metrics.
 //
 // May touch: nothing (an HTTP GET to a member of this cluster).
 
@@ -10,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,58 +50,72 @@ func (s DiskStats) Add(o DiskStats) DiskStats {
 // etcd_disk_backend_commit_duration_seconds histograms).
 func (c *Cluster) DiskStats(ctx context.Context, i int) (DiskStats, error) {
 	var ds DiskStats
+	m, err := c.metrics(ctx, i,
+		"etcd_disk_wal_fsync_duration_seconds_count", "etcd_disk_wal_fsync_duration_seconds_sum",
+		"etcd_disk_backend_commit_duration_seconds_count", "etcd_disk_backend_commit_duration_seconds_sum")
+	if err != nil {
+		return ds, err
+	}
+	ds.WALFsyncs = int64(m[0])
+	ds.WALFsyncTime = seconds(m[1])
+	ds.BackendCommits = int64(m[2])
+	ds.BackendCommitTm = seconds(m[3])
+	return ds, nil
+}
+
+// CPUTime returns the user and system CPU time member i's process has used
+// (its process_cpu_seconds_total).
+func (c *Cluster) CPUTime(ctx context.Context, i int) (time.Duration, error) {
+	m, err := c.metrics(ctx, i, "process_cpu_seconds_total")
+	if err != nil {
+		return 0, err
+	}
+	return seconds(m[0]), nil
+}
+
+func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+
+// metrics reads the values of unlabelled series from member i's
+// <client URL>/metrics, in the order of names; every one must be there.
+func (c *Cluster) metrics(ctx context.Context, i int, names ...string) ([]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Endpoint(i)+"/metrics", nil)
 	if err != nil {
-		return ds, err
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return ds, fmt.Errorf("member %d metrics: %w", i, err)
+		return nil, fmt.Errorf("member %d metrics: %w", i, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return ds, fmt.Errorf("member %d metrics: %s", i, resp.Status)
+		return nil, fmt.Errorf("member %d metrics: %s", i, resp.Status)
 	}
-	seen := 0
+	vals := make([]float64, len(names))
+	seen := make([]bool, len(names))
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		name, val, ok := strings.Cut(sc.Text(), " ")
-		if !ok || strings.HasPrefix(name, "#") {
+		if !ok {
 			continue
 		}
-		var count *int64
-		var sum *time.Duration
-		switch name {
-		case "etcd_disk_wal_fsync_duration_seconds_count":
-			count = &ds.WALFsyncs
-		case "etcd_disk_wal_fsync_duration_seconds_sum":
-			sum = &ds.WALFsyncTime
-		case "etcd_disk_backend_commit_duration_seconds_count":
-			count = &ds.BackendCommits
-		case "etcd_disk_backend_commit_duration_seconds_sum":
-			sum = &ds.BackendCommitTm
-		default:
+		j := slices.Index(names, name)
+		if j < 0 {
 			continue
 		}
 		f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
 		if err != nil {
-			return ds, fmt.Errorf("member %d metrics: %s: %w", i, name, err)
+			return nil, fmt.Errorf("member %d metrics: %s: %w", i, name, err)
 		}
-		if count != nil {
-			*count = int64(f)
-		} else {
-			*sum = time.Duration(f * float64(time.Second))
-		}
-		seen++
+		vals[j], seen[j] = f, true
 	}
 	if err := sc.Err(); err != nil {
-		return ds, fmt.Errorf("member %d metrics: %w", i, err)
+		return nil, fmt.Errorf("member %d metrics: %w", i, err)
 	}
-	if seen != 4 {
-		return ds, fmt.Errorf("member %d metrics: %d of the 4 disk series found", i, seen)
+	if j := slices.Index(seen, false); j >= 0 {
+		return nil, fmt.Errorf("member %d metrics: no series %s", i, names[j])
 	}
-	return ds, nil
+	return vals, nil
 }
