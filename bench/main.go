@@ -1,8 +1,9 @@
 // Command psbench measures psbase side by side with the alternatives a Go
 // user would pick instead (bbolt with its own lock timeout, the seeds' 10 ms
 // polling lock, SQLite in WAL and rollback-journal mode, and one process
-// holding bbolt open), with real OS processes released together, next to the
-// machine's fsync limit measured in the same run.
+// holding bbolt open), and psbase itself on a 3-member etcd cluster on
+// loopback (psbase-etcd), with real OS processes released together, next to
+// the machine's fsync limit measured in the same run.
 //
 // Run it from the bench directory:
 //
@@ -23,9 +24,14 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/psbase/psbase/etcd/etcdtest"
 )
 
 func main() {
+	// This binary is also the etcd clusters' member processes (psbase-etcd):
+	// as one, Main runs the member and never returns.
+	etcdtest.Main()
 	if raw := os.Getenv(envWorker); raw != "" {
 		if err := workerMain(raw); err != nil {
 			fmt.Fprintln(os.Stderr, "psbench worker:", err)
@@ -53,6 +59,7 @@ func benchMain() int {
 		o         options
 		systems   = flag.String("systems", strings.Join(allSystems, ","), "comma-separated systems to run (psbase is always run: ratios need it)")
 		scenarios = flag.String("scenarios", "write,counter,read,burst,size", "comma-separated scenario groups to run")
+		withEtcd  = flag.Bool("etcd", true, "run the psbase-etcd systems (3-member clusters on loopback, started by the run); -etcd=false drops them from -systems")
 	)
 	flag.StringVar(&o.out, "out", "", "directory for the JSON, Markdown and SVG results (default: a new temporary directory; -out results updates the tracked ones)")
 	flag.StringVar(&o.dataDir, "dir", "", "directory for the stores (default: a new temporary directory; it must be on the disk you want to measure)")
@@ -81,6 +88,9 @@ func benchMain() int {
 		if !slices.Contains(allSystems, s) {
 			fmt.Fprintf(os.Stderr, "psbench: unknown system %q (have %s)\n", s, strings.Join(allSystems, ", "))
 			return 2
+		}
+		if isEtcd(s) && !*withEtcd {
+			continue
 		}
 		o.systems = append(o.systems, s)
 	}
@@ -121,6 +131,7 @@ func plan(quick bool, scenarios []string) []group {
 		if want("counter") {
 			gs = append(gs, group{name: "counter", fresh: true, records: 1, cells: []cellSpec{
 				{Scenario: scCounter, Op: opIncr, Procs: 8, Ops: 5, Records: 1},
+				{Scenario: scCounterTxn, Op: opIncrTxn, Procs: 8, Ops: 5, Records: 1, Only: []string{sysPsbase, sysPsbaseEtcd}},
 			}})
 		}
 		if want("read") {
@@ -150,14 +161,19 @@ func plan(quick bool, scenarios []string) []group {
 	}
 	if want("counter") {
 		gs = append(gs, group{name: "counter", fresh: true, records: 1, cells: []cellSpec{
+			{Scenario: scCounter, Op: opIncr, Procs: 1, Ops: 300, Records: 1, Only: localAndEtcd},
 			{Scenario: scCounter, Op: opIncr, Procs: 8, Ops: 100, Records: 1},
 			{Scenario: scCounter, Op: opIncr, Procs: 50, Ops: 30, Records: 1},
+			{Scenario: scCounterTxn, Op: opIncrTxn, Procs: 1, Ops: 300, Records: 1, Only: []string{sysPsbase, sysPsbaseEtcd}},
+			{Scenario: scCounterTxn, Op: opIncrTxn, Procs: 8, Ops: 100, Records: 1, Only: []string{sysPsbase, sysPsbaseEtcd}},
+			{Scenario: scCounterTxn, Op: opIncrTxn, Procs: 50, Ops: 30, Records: 1, Only: []string{sysPsbase, sysPsbaseEtcd}},
 		}})
 	}
 	if want("read") {
 		gs = append(gs, group{name: "read", records: 100_000, cells: []cellSpec{
 			{Scenario: scRead, Op: opGet, Procs: 1, Ops: 5000, Records: 100_000},
 			{Scenario: scRead, Op: opGet, Procs: 8, Ops: 1500, Records: 100_000},
+			{Scenario: scRead, Op: opGet, Procs: 50, Ops: 300, Records: 100_000, Only: localAndEtcd},
 			{Scenario: scMix, Op: opMix, Procs: 8, Ops: 400, Records: 100_000},
 		}})
 	}
@@ -241,12 +257,20 @@ func run(o options) (*report, error) {
 		o.budget = 0 // tiny K: every operation runs, so the counter check is exact
 	}
 	rep.Budget = o.budget.String()
-	r := &runner{dir: dataDir, self: self, stderr: stderr, logf: logf, budget: o.budget}
+	clusters, err := startEtcd(o.systems, dataDir, logf)
+	if err != nil {
+		return nil, err
+	}
+	defer clusters.close()
+	r := &runner{dir: dataDir, self: self, stderr: stderr, logf: logf, budget: o.budget, etcd: clusters}
 	for _, g := range plan(o.quick, o.scenarios) {
 		built := map[string]string{}
 		buildSec := map[string]float64{}
 		if !g.fresh {
 			for _, sys := range o.systems {
+				if !slices.ContainsFunc(g.cells, func(cs cellSpec) bool { return runsIn(sys, cs) }) {
+					continue
+				}
 				t := time.Now()
 				path, _, _, err := r.prepare(ctx, sys, g)
 				if err != nil {
@@ -260,12 +284,16 @@ func run(o options) (*report, error) {
 		for _, cs := range g.cells {
 			cr := cellReport{cellSpec: cs, Label: cs.Label()}
 			res := map[string]*systemResult{}
+			var systems []string
 			for _, sys := range o.systems {
-				res[sys] = &systemResult{System: sys, BuildSec: buildSec[sys]}
+				if runsIn(sys, cs) {
+					systems = append(systems, sys)
+					res[sys] = &systemResult{System: sys, BuildSec: buildSec[sys]}
+				}
 			}
 			for round := 0; round < o.rounds; round++ {
-				for i := range o.systems {
-					sys := o.systems[(i+round)%len(o.systems)]
+				for i := range systems {
+					sys := systems[(i+round)%len(systems)]
 					path, counterStart, rowsStart := built[sys], int64(0), g.records
 					if g.fresh {
 						if path, counterStart, rowsStart, err = r.prepare(ctx, sys, g); err != nil {
@@ -291,7 +319,7 @@ func run(o options) (*report, error) {
 					res[sys].Rounds = append(res[sys].Rounds, rr)
 				}
 			}
-			for _, sys := range o.systems {
+			for _, sys := range systems {
 				cr.Results = append(cr.Results, *res[sys])
 			}
 			cr.summarize()

@@ -98,6 +98,7 @@ func (c *cellReport) summarize() {
 			m.Final, m.Want = r.Final, r.Want
 		}
 		m.Check = strings.Join(checks, "; ")
+		m.Etcd = medianEtcdDisk(s.Rounds)
 		s.Median = m
 		if base == nil {
 			continue
@@ -131,13 +132,13 @@ func (rep *report) find(label, sys string) *systemResult {
 func (rep *report) evaluate() {
 	for _, c := range rep.Cells {
 		for _, s := range c.Results {
-			if s.System != sysPsbase {
-				continue
+			if s.System != sysPsbase && !isEtcd(s.System) {
+				continue // psbase on etcd is psbase too
 			}
 			if s.Median.Check != "" {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %s", c.Label, s.Median.Check))
+				rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %s: %s", c.Label, s.System, s.Median.Check))
 			} else if s.TotalFailures > 0 {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %d failed operations (%s)", c.Label, s.TotalFailures, firstOf(s.Median.Errors)))
+				rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %s: %d failed operations (%s)", c.Label, s.System, s.TotalFailures, firstOf(s.Median.Errors)))
 			}
 		}
 	}
@@ -314,6 +315,7 @@ func (rep *report) markdown(charts []string) string {
 		}
 		p("\n")
 	}
+	b.WriteString(rep.etcdMarkdown())
 	if len(charts) > 0 {
 		p("## Charts\n\n")
 		for _, ch := range charts {

@@ -20,20 +20,24 @@ import (
 const (
 	scWrite   = "write"   // write storm
 	scCounter = "counter" // counter storm
-	scRead    = "read"    // read storm
-	scMix     = "mix"     // 90/10 read/write mix
-	scBurst   = "burst"   // one-shot burst
-	scSizeGet = "size-get"
-	scSizeIns = "size-insert"
+	// counter storm as a read-modify-write Txn (psbase's Store.Add is one
+	// operation that group commit can combine; on etcd both are a Txn)
+	scCounterTxn = "counter-txn"
+	scRead       = "read"  // read storm
+	scMix        = "mix"   // 90/10 read/write mix
+	scBurst      = "burst" // one-shot burst
+	scSizeGet    = "size-get"
+	scSizeIns    = "size-insert"
 )
 
 // cellSpec is one cell of the table: a scenario at one process count.
 type cellSpec struct {
-	Scenario string `json:"scenario"`
-	Op       string `json:"op"`
-	Procs    int    `json:"procs"`        // processes released together
-	Ops      int    `json:"ops_per_proc"` // operations per process (K)
-	Records  int    `json:"records"`      // records in the store before the run
+	Scenario string   `json:"scenario"`
+	Op       string   `json:"op"`
+	Procs    int      `json:"procs"`             // processes released together
+	Ops      int      `json:"ops_per_proc"`      // operations per process (K)
+	Records  int      `json:"records"`           // records in the store before the run
+	Only     []string `json:"systems,omitempty"` // the systems this cell runs (none: every one, see runsIn)
 }
 
 // Label names the cell in reports.
@@ -57,23 +61,24 @@ type group struct {
 
 // roundResult is one system's figures in one round of one cell.
 type roundResult struct {
-	Ops       int      `json:"ops"`
-	Failures  int      `json:"failures"`
-	Skipped   int      `json:"skipped,omitempty"` // operations not started: the cell's time budget ran out
-	Over5s    int      `json:"over_5s,omitempty"` // successful operations that took over 5 s (Python sqlite3's default timeout, seeds/002_*)
-	WallSec   float64  `json:"wall_s"`
-	OpsPerSec float64  `json:"ops_per_s"`
-	P50Us     float64  `json:"p50_us"`
-	P99Us     float64  `json:"p99_us"`
-	MaxUs     float64  `json:"max_us"`
-	FairMin   int      `json:"fair_min"` // fewest ops a process finished by the time the first one finished all
-	FairMax   int      `json:"fair_max"`
-	Jain      float64  `json:"jain"` // Jain's fairness index of those counts
-	CPUSec    float64  `json:"cpu_s"`
-	Errors    []string `json:"errors,omitempty"`
-	Check     string   `json:"check,omitempty"` // why the result is wrong (counter, row count); empty when right
-	Final     int64    `json:"counter_final,omitempty"`
-	Want      int64    `json:"counter_want,omitempty"`
+	Ops       int       `json:"ops"`
+	Failures  int       `json:"failures"`
+	Skipped   int       `json:"skipped,omitempty"` // operations not started: the cell's time budget ran out
+	Over5s    int       `json:"over_5s,omitempty"` // successful operations that took over 5 s (Python sqlite3's default timeout, seeds/002_*)
+	WallSec   float64   `json:"wall_s"`
+	OpsPerSec float64   `json:"ops_per_s"`
+	P50Us     float64   `json:"p50_us"`
+	P99Us     float64   `json:"p99_us"`
+	MaxUs     float64   `json:"max_us"`
+	FairMin   int       `json:"fair_min"` // fewest ops a process finished by the time the first one finished all
+	FairMax   int       `json:"fair_max"`
+	Jain      float64   `json:"jain"` // Jain's fairness index of those counts
+	CPUSec    float64   `json:"cpu_s"`
+	Errors    []string  `json:"errors,omitempty"`
+	Check     string    `json:"check,omitempty"` // why the result is wrong (counter, row count); empty when right
+	Final     int64     `json:"counter_final,omitempty"`
+	Want      int64     `json:"counter_want,omitempty"`
+	Etcd      *etcdDisk `json:"etcd_disk,omitempty"` // the cluster's disk during the round (etcd systems)
 }
 
 // runner runs cells.
@@ -83,6 +88,7 @@ type runner struct {
 	stderr *os.File
 	seed   uint64
 	budget time.Duration // per cell and round: workers stop starting operations after it
+	etcd   etcdClusters  // the clusters of the etcd systems
 	logf   func(format string, args ...any)
 }
 
@@ -124,8 +130,12 @@ func (r *runner) runRound(ctx context.Context, sys string, cs cellSpec, path str
 		}
 	}
 	for i := 0; i < procs; i++ {
+		wpath := path
+		if isEtcd(sys) {
+			wpath = preferEndpoint(path, i)
+		}
 		spec := workerSpec{
-			System: sys, Op: cs.Op, Path: path, Lanes: lanes, Ops: cs.Ops,
+			System: sys, Op: cs.Op, Path: wpath, Lanes: lanes, Ops: cs.Ops,
 			Records: cs.Records, Counter: 1, Seed: r.seed*1000 + uint64(i), Budget: int64(r.budget),
 			Result: filepath.Join(resDir, fmt.Sprintf("w%d.json", i)),
 		}
@@ -181,6 +191,15 @@ func (r *runner) runRound(ctx context.Context, sys string, cs cellSpec, path str
 		killAll()
 		wg.Wait()
 		return rr, fmt.Errorf("waiting for %d workers to be ready: %w (%v)", procs, err, crashed)
+	}
+	cluster := r.etcd[sys]
+	var diskBefore memberCounters
+	if cluster != nil {
+		if diskBefore, err = readCounters(ctx, cluster); err != nil {
+			killAll()
+			wg.Wait()
+			return rr, fmt.Errorf("etcd disk counters: %w", err)
+		}
 	}
 	t0 := monoNow()
 	relW.Close()
@@ -242,6 +261,13 @@ func (r *runner) runRound(ctx context.Context, sys string, cs cellSpec, path str
 		rr.Errors = append(rr.Errors, crashed...)
 	}
 	rr.CPUSec = cpu.Seconds()
+	if cluster != nil {
+		if after, err := readCounters(ctx, cluster); err == nil {
+			rr.Etcd = newEtcdDisk(diskBefore, after, rr.Ops)
+		} else {
+			rr.Errors = append(rr.Errors, "etcd disk counters: "+err.Error())
+		}
+	}
 	end := lastEnd
 	if cs.Op == opOneShot {
 		end = lastExit // the burst ends when the last process has exited
@@ -267,7 +293,7 @@ func (r *runner) runRound(ctx context.Context, sys string, cs cellSpec, path str
 
 	// Correctness.
 	switch cs.Op {
-	case opIncr:
+	case opIncr, opIncrTxn:
 		final, _, err := counterValue(ctx, sys, path, 1)
 		// N·K, less the increments the time budget left unstarted.
 		rr.Final, rr.Want = final-counterStart, int64(cs.Procs*cs.Ops-rr.Skipped)
@@ -331,6 +357,9 @@ func fairness(lanes []laneResult, ops int, capAt int64) (lo, hi int, jain float6
 // counter's and row count's starting values.
 func (r *runner) prepare(ctx context.Context, sys string, g group) (path string, counterStart int64, rows int, err error) {
 	path = storePath(r.dir, sys, g.name)
+	if isEtcd(sys) {
+		path = r.etcd.storeURL(sys, g.name)
+	}
 	records := g.records
 	if err := buildStore(ctx, sys, path, records); err != nil {
 		return "", 0, 0, fmt.Errorf("build %s store with %d records: %w", sys, records, err)

@@ -13,6 +13,7 @@ import (
 
 	_ "github.com/mattn/go-sqlite3" // the C SQLite, registered as "sqlite3"
 	"github.com/psbase/psbase"
+	_ "github.com/psbase/psbase/etcd" // the etcd:// scheme
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 )
@@ -29,7 +30,8 @@ const (
 )
 
 // allSystems is the order systems appear in reports; rounds rotate it.
-var allSystems = []string{sysPsbase, sysPsbasePerOp, sysBoltTimeout, sysSeedPolling, sysSQLiteWAL, sysSQLiteRollback, sysBoltHeld}
+var allSystems = []string{sysPsbase, sysPsbasePerOp, sysBoltTimeout, sysSeedPolling, sysSQLiteWAL, sysSQLiteRollback, sysBoltHeld,
+	sysPsbaseEtcd, sysPsbaseEtcdNoFsync}
 
 // waitLimit is every system's lock or busy timeout: psbase's default lock
 // timeout, bbolt's Options.Timeout, the seed lock's give-up time and
@@ -79,6 +81,13 @@ func openClient(ctx context.Context, sys, path string) (client, error) {
 			return nil, err
 		}
 		return &psbaseClient{s: s, perOp: true}, nil
+	case sysPsbaseEtcd, sysPsbaseEtcdNoFsync:
+		// path is this worker's etcd:// URL (preferEndpoint).
+		s, err := psbase.Open(ctx, path)
+		if err != nil {
+			return nil, err
+		}
+		return &psbaseClient{s: s}, nil
 	case sysBoltTimeout:
 		return &boltOpenClient{path: path}, nil
 	case sysSeedPolling:
@@ -106,6 +115,9 @@ func storePath(dir, sys, name string) string {
 
 // removeStore deletes a store and its side files.
 func removeStore(path string) {
+	if strings.HasPrefix(path, "etcd://") {
+		return // the next Create WithOverwrite replaces it; the cluster goes at the end
+	}
 	for _, suffix := range []string{"", ".lock", "-wal", "-shm", "-journal", ".compact"} {
 		_ = os.Remove(path + suffix)
 	}
@@ -121,9 +133,12 @@ func removeStore(path string) {
 // record 1 (n starts at 1, see counterValue).
 func buildStore(ctx context.Context, sys, path string, records int) error {
 	removeStore(path)
-	const chunk = 50_000
+	chunk := 50_000
+	if isEtcd(sys) {
+		chunk = etcdBuildChunk
+	}
 	switch sys {
-	case sysPsbase, sysPsbasePerOp:
+	case sysPsbase, sysPsbasePerOp, sysPsbaseEtcd, sysPsbaseEtcdNoFsync:
 		s, err := psbase.Create(ctx, path, fields, psbase.WithOverwrite())
 		if err != nil {
 			return err
@@ -206,7 +221,7 @@ func buildStore(ctx context.Context, sys, path string, records int) error {
 // counterValue returns field n of record id and the number of records.
 func counterValue(ctx context.Context, sys, path string, id uint64) (n int64, rows int, err error) {
 	switch sys {
-	case sysPsbase, sysPsbasePerOp:
+	case sysPsbase, sysPsbasePerOp, sysPsbaseEtcd, sysPsbaseEtcdNoFsync:
 		s, err := psbase.Open(ctx, path)
 		if err != nil {
 			return 0, 0, err
@@ -282,6 +297,8 @@ func boltValue(n int64, payload string) []byte {
 // psbaseClient is psbase: by default its writes are combined across
 // processes (group commit) and its reads keep a handle (warm reads); with
 // perOp every operation is alone (the store's counter increments as a Txn).
+// On etcd (psbase-etcd) neither exists: every operation is its own etcd
+// transaction under the cluster-wide lock.
 type psbaseClient struct {
 	s     *psbase.Store
 	perOp bool
@@ -305,6 +322,12 @@ func (c *psbaseClient) incr(id uint64) error {
 		_, err := c.s.Add(context.Background(), id, "n", 1)
 		return err
 	}
+	return c.incrTxn(id)
+}
+
+// incrTxn is the counter as a read-modify-write transaction: Get, then
+// UpdateByID with n + 1.
+func (c *psbaseClient) incrTxn(id uint64) error {
 	return c.s.Txn(context.Background(), func(tx *psbase.Tx) error {
 		r, err := tx.Get(id)
 		if err != nil {

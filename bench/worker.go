@@ -23,11 +23,12 @@ const (
 
 // Operations a worker runs.
 const (
-	opInsert  = "insert"  // single-record inserts
-	opIncr    = "incr"    // read-modify-write increments of one record
-	opGet     = "get"     // gets by random ID
-	opMix     = "mix"     // 90% gets, 10% inserts
-	opOneShot = "oneshot" // open the store, insert one record, done
+	opInsert  = "insert"   // single-record inserts
+	opIncr    = "incr"     // read-modify-write increments of one record
+	opIncrTxn = "incr-txn" // the same as a Txn (Get, UpdateByID) where the system has both
+	opGet     = "get"      // gets by random ID
+	opMix     = "mix"      // 90% gets, 10% inserts
+	opOneShot = "oneshot"  // open the store, insert one record, done
 )
 
 // workerSpec tells a worker process what to do.
@@ -152,6 +153,12 @@ func runLane(ctx context.Context, spec *workerSpec, c client, lane int, deadline
 			err = c.insert(int64(i), payloadFor(i))
 		case opIncr:
 			err = c.incr(spec.Counter)
+		case opIncrTxn:
+			if t, ok := c.(interface{ incrTxn(uint64) error }); ok {
+				err = t.incrTxn(spec.Counter)
+			} else {
+				err = c.incr(spec.Counter)
+			}
 		case opGet:
 			err = c.get(1 + rng.Uint64N(uint64(spec.Records)))
 		case opMix:

@@ -33,6 +33,12 @@ type Options struct {
 	MaxRequestBytes uint          // the server's --max-request-bytes; 0: its default (1.5 MiB)
 	StartTimeout    time.Duration // how long to wait for every member's READY; default 60 s
 	Dir             string        // where the data goes; default a new temporary directory
+	// Fsync makes every member fsync its write-ahead log and backend as a
+	// production etcd does. Off by default: the members run with
+	// UnsafeNoFsync, which a SIGKILL cannot tell apart (the kernel keeps
+	// what was written) and which keeps the tests fast; a benchmark turns
+	// it on for honest figures.
+	Fsync bool
 }
 
 // Cluster is a running test cluster. Its methods are safe for concurrent use.
@@ -130,6 +136,7 @@ func startOnce(opts Options, attempt int) (*Cluster, error) {
 			Token:           c.token,
 			MaxTxnOps:       opts.MaxTxnOps,
 			MaxRequestBytes: opts.MaxRequestBytes,
+			Fsync:           opts.Fsync,
 			LogFile:         filepath.Join(dir, "etcd.log"),
 		}})
 	}

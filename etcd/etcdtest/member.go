@@ -39,6 +39,7 @@ type spec struct {
 	Token           string
 	MaxTxnOps       uint
 	MaxRequestBytes uint
+	Fsync           bool // false: UnsafeNoFsync
 	LogFile         string
 }
 
@@ -84,7 +85,8 @@ func runMember(js string, stdin io.Reader, stdout io.Writer) int {
 	cfg.LogOutputs = []string{sp.LogFile}
 	// A SIGKILLed process loses nothing the kernel already has, so the
 	// tests' kills do not need the fsync; a power cut would (not tested).
-	cfg.UnsafeNoFsync = true
+	// Options.Fsync turns it back on (benchmarks).
+	cfg.UnsafeNoFsync = !sp.Fsync
 	if sp.MaxTxnOps > 0 {
 		cfg.MaxTxnOps = sp.MaxTxnOps
 	}

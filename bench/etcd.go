@@ -1,0 +1,243 @@
+package main
+
+// etcd.go: the psbase-etcd systems — the 3-member loopback clusters the run
+// starts (etcdtest, this binary re-executed as each member; one with real
+// fsync, one without), the store URLs on them, the endpoint each worker
+// prefers, which cells they run in, and the members' disk counters around
+// each round (what the cluster's own fsync costs).
+//
+// May touch: the member processes it starts, their data under the run's
+// data directory, loopback ports etcdtest checked free.
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/psbase/psbase/etcd/etcdtest"
+)
+
+// The systems on an etcd cluster.
+const (
+	sysPsbaseEtcd        = "psbase-etcd"         // psbase on a 3-member etcd cluster, members fsync (as in production)
+	sysPsbaseEtcdNoFsync = "psbase-etcd-nofsync" // the same on a cluster run with UnsafeNoFsync: what fsync costs
+)
+
+// The etcd clusters' transaction limits (the server's --max-txn-ops and
+// --max-request-bytes, mirrored in the store URL): raised from etcd's 128
+// operations and 1.5 MiB so that the read scenario's 100 000-record store is
+// built in a few hundred transactions. A single-record operation, which is
+// all the cells run, is far below either limit.
+const (
+	etcdMaxTxnOps       = 4096
+	etcdMaxRequestBytes = 8 << 20
+	etcdBuildChunk      = 500 // records per build transaction (an insert is a few operations)
+	etcdMaxProcs        = 50  // the largest N the etcd systems run at
+)
+
+// isEtcd reports whether sys is on an etcd cluster.
+func isEtcd(sys string) bool { return sys == sysPsbaseEtcd || sys == sysPsbaseEtcdNoFsync }
+
+// runsIn reports whether sys runs in cell cs: a cell may name its systems
+// (Only), and the etcd systems run the write, counter and read scenarios at
+// N ≤ 50 (without fsync: the writing ones only, for the fsync cost).
+func runsIn(sys string, cs cellSpec) bool {
+	if len(cs.Only) > 0 && !slices.Contains(cs.Only, sys) {
+		return false
+	}
+	switch sys {
+	case sysPsbaseEtcd:
+		return cs.Procs <= etcdMaxProcs && slices.Contains([]string{scWrite, scCounter, scCounterTxn, scRead}, cs.Scenario)
+	case sysPsbaseEtcdNoFsync:
+		return cs.Procs <= etcdMaxProcs && slices.Contains([]string{scWrite, scCounter}, cs.Scenario)
+	}
+	return true
+}
+
+// localAndEtcd are the systems of the cells added for the etcd comparison.
+var localAndEtcd = []string{sysPsbase, sysPsbaseEtcd, sysPsbaseEtcdNoFsync}
+
+// etcdClusters are the clusters of one run, by system.
+type etcdClusters map[string]*etcdtest.Cluster
+
+// startEtcd starts a cluster for each etcd system in systems, its data
+// under dataDir (the disk being measured).
+func startEtcd(systems []string, dataDir string, logf func(string, ...any)) (etcdClusters, error) {
+	cs := etcdClusters{}
+	for _, sys := range systems {
+		if !isEtcd(sys) {
+			continue
+		}
+		t := time.Now()
+		c, err := etcdtest.StartCluster(etcdtest.Options{
+			Fsync:           sys == sysPsbaseEtcd,
+			MaxTxnOps:       etcdMaxTxnOps,
+			MaxRequestBytes: etcdMaxRequestBytes,
+			Dir:             filepath.Join(dataDir, sys),
+		})
+		if err != nil {
+			cs.close()
+			return nil, fmt.Errorf("start the %s cluster: %w", sys, err)
+		}
+		cs[sys] = c
+		logf("started %s: 3 members on %s in %.1fs", sys, strings.Join(c.Endpoints(), ", "), time.Since(t).Seconds())
+	}
+	return cs, nil
+}
+
+func (cs etcdClusters) close() {
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+// storeURL is the URL of the store name on sys's cluster, every member
+// listed.
+func (cs etcdClusters) storeURL(sys, name string) string {
+	var hosts []string
+	for _, ep := range cs[sys].Endpoints() {
+		hosts = append(hosts, strings.TrimPrefix(ep, "http://"))
+	}
+	return fmt.Sprintf("etcd://%s/%s?max_txn_ops=%d&max_request_bytes=%d",
+		strings.Join(hosts, ","), name, etcdMaxTxnOps, etcdMaxRequestBytes)
+}
+
+// preferEndpoint keeps only the endpoint of member i mod the members in a
+// store URL: worker i talks to that member (the client balances round-robin
+// over every endpoint it is given, so a list would not be a preference).
+// Writes still go through the leader, which the member forwards them to.
+func preferEndpoint(url string, i int) string {
+	rest := strings.TrimPrefix(url, "etcd://")
+	hosts, tail, _ := strings.Cut(rest, "/")
+	hs := strings.Split(hosts, ",")
+	return "etcd://" + hs[i%len(hs)] + "/" + tail
+}
+
+// etcdDisk is what a cluster's members did on disk during one round, all
+// members together (etcd's own WAL fsync and backend commit histograms).
+type etcdDisk struct {
+	WALFsyncs       int64   `json:"wal_fsyncs"`
+	WALFsyncMeanUs  float64 `json:"wal_fsync_mean_us"`
+	FsyncsPerOp     float64 `json:"wal_fsyncs_per_op"`
+	FsyncUsPerOp    float64 `json:"wal_fsync_us_per_op"` // fsync time of all members per successful operation
+	BackendCommits  int64   `json:"backend_commits"`
+	BackendCommitUs float64 `json:"backend_commit_mean_us"`
+	MemberCPUSec    float64 `json:"member_cpu_s"` // user+system CPU of the three member processes
+}
+
+// memberCounters are every member's disk counters and CPU time, totalled.
+type memberCounters struct {
+	disk etcdtest.DiskStats
+	cpu  time.Duration
+}
+
+// readCounters totals every member's counters now.
+func readCounters(ctx context.Context, c *etcdtest.Cluster) (memberCounters, error) {
+	var total memberCounters
+	for i := range c.Size() {
+		ds, err := c.DiskStats(ctx, i)
+		if err != nil {
+			return total, err
+		}
+		cpu, err := c.CPUTime(ctx, i)
+		if err != nil {
+			return total, err
+		}
+		total.disk = total.disk.Add(ds)
+		total.cpu += cpu
+	}
+	return total, nil
+}
+
+// newEtcdDisk is the round's figures from the counters before and after,
+// over ops successful operations.
+func newEtcdDisk(before, after memberCounters, ops int) *etcdDisk {
+	d := after.disk.Sub(before.disk)
+	e := &etcdDisk{WALFsyncs: d.WALFsyncs, BackendCommits: d.BackendCommits, MemberCPUSec: (after.cpu - before.cpu).Seconds()}
+	if d.WALFsyncs > 0 {
+		e.WALFsyncMeanUs = float64(d.WALFsyncTime.Microseconds()) / float64(d.WALFsyncs)
+	}
+	if d.BackendCommits > 0 {
+		e.BackendCommitUs = float64(d.BackendCommitTm.Microseconds()) / float64(d.BackendCommits)
+	}
+	if ops > 0 {
+		e.FsyncsPerOp = float64(d.WALFsyncs) / float64(ops)
+		e.FsyncUsPerOp = float64(d.WALFsyncTime.Microseconds()) / float64(ops)
+	}
+	return e
+}
+
+// medianEtcdDisk is the median of every etcd disk figure over the rounds
+// that have one (nil if none has).
+func medianEtcdDisk(rounds []roundResult) *etcdDisk {
+	var ds []*etcdDisk
+	for _, r := range rounds {
+		if r.Etcd != nil {
+			ds = append(ds, r.Etcd)
+		}
+	}
+	if len(ds) == 0 {
+		return nil
+	}
+	f := func(get func(*etcdDisk) float64) float64 {
+		var xs []float64
+		for _, d := range ds {
+			xs = append(xs, get(d))
+		}
+		return median(xs)
+	}
+	return &etcdDisk{
+		WALFsyncs:       int64(f(func(d *etcdDisk) float64 { return float64(d.WALFsyncs) })),
+		WALFsyncMeanUs:  f(func(d *etcdDisk) float64 { return d.WALFsyncMeanUs }),
+		FsyncsPerOp:     f(func(d *etcdDisk) float64 { return d.FsyncsPerOp }),
+		FsyncUsPerOp:    f(func(d *etcdDisk) float64 { return d.FsyncUsPerOp }),
+		BackendCommits:  int64(f(func(d *etcdDisk) float64 { return float64(d.BackendCommits) })),
+		BackendCommitUs: f(func(d *etcdDisk) float64 { return d.BackendCommitUs }),
+		MemberCPUSec:    f(func(d *etcdDisk) float64 { return d.MemberCPUSec }),
+	}
+}
+
+// etcdMarkdown is the report's section comparing local psbase with
+// psbase-etcd, and the etcd cluster's fsync cost; empty when no etcd system
+// ran.
+func (rep *report) etcdMarkdown() string {
+	if !slices.ContainsFunc(rep.Systems, isEtcd) {
+		return ""
+	}
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("## On an etcd cluster\n\n")
+	p("psbase-etcd: the same psbase calls on `etcd://` stores of a 3-member cluster on loopback (this binary re-executed as each member, data in the data dir, every member fsyncing its WAL as a production etcd does), each worker talking to one member (worker i → member i mod 3). psbase-etcd-nofsync: the same on a cluster run with `UnsafeNoFsync`, to show what the fsyncs cost. All members share this machine's cores and disk. *WAL fsyncs/op* and *fsync µs* are etcd's own `etcd_disk_wal_fsync_duration_seconds` histogram, all three members, over the round (median of rounds); *fsync ms/op* is the members' fsync time per successful operation, summed over members (they sync in parallel); *CPU ms/op* is the CPU time of the three members plus the workers per successful operation (local psbase: the workers').\n\n")
+	p("| cell | psbase ops/s | p50 ms | p99 ms | psbase-etcd ops/s | p50 ms | p99 ms | nofsync ops/s | p50 ms | p99 ms | WAL fsyncs/op | fsync µs | fsync ms/op | CPU ms/op: psbase | psbase-etcd |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	cellOf := func(s *systemResult) string {
+		if s == nil {
+			return "– | – | –"
+		}
+		m := s.Median
+		return fmt.Sprintf("%.0f | %.2f | %.2f", m.OpsPerSec, m.P50Us/1e3, m.P99Us/1e3)
+	}
+	for _, c := range rep.Cells {
+		e := rep.find(c.Label, sysPsbaseEtcd)
+		nf := rep.find(c.Label, sysPsbaseEtcdNoFsync)
+		if e == nil && nf == nil {
+			continue
+		}
+		local := rep.find(c.Label, sysPsbase)
+		disk, cpu := "– | – | –", "– | –"
+		if e != nil && e.Median.Etcd != nil {
+			d := e.Median.Etcd
+			disk = fmt.Sprintf("%.1f | %.0f | %.2f", d.FsyncsPerOp, d.WALFsyncMeanUs, d.FsyncUsPerOp/1e3)
+			if local != nil && local.Median.Ops > 0 && e.Median.Ops > 0 {
+				cpu = fmt.Sprintf("%.2f | %.2f", 1e3*local.Median.CPUSec/float64(local.Median.Ops),
+					1e3*(e.Median.CPUSec+d.MemberCPUSec)/float64(e.Median.Ops))
+			}
+		}
+		p("| %s | %s | %s | %s | %s | %s |\n", c.Label, cellOf(local), cellOf(e), cellOf(nf), disk, cpu)
+	}
+	p("\n")
+	return b.String()
+}
