@@ -42,6 +42,7 @@ func open(ctx context.Context, cfg backend.Config) (backend.Backend, string, err
 		return nil, "", err
 	}
 	c.Logger = cfg.Logger
+	c.LockTimeout = cfg.LockTimeout
 	b, err := etcdkv.Open(ctx, c)
 	if err != nil {
 		return nil, "", err

@@ -50,6 +50,12 @@ type Config struct {
 	SessionTTL  time.Duration // the lock's lease; DefaultSessionTTL if 0
 	DialTimeout time.Duration // DefaultDialTimeout if 0
 
+	// LockTimeout bounds a writable Begin's wait for the store's lock when
+	// the caller's context has no earlier deadline (psbase.WithLockTimeout;
+	// 0: the context alone). Past it Begin returns a
+	// *psbase.LockTimeoutError naming the holder.
+	LockTimeout time.Duration
+
 	// The server's limits, as its flags set them; a commit above one
 	// returns a *TxTooLargeError before anything is sent.
 	MaxTxnOps       int // DefaultMaxTxnOps if 0
@@ -62,9 +68,10 @@ type Config struct {
 
 // weakness switches off one guarantee, so the tests can show it matters.
 type weakness struct {
-	noFence  bool // commit without the Compare on the lock key
-	noLock   bool // writable Tx without the lock (and so without a fence)
-	noLimits bool // send transactions above the limits
+	noFence       bool // commit without the Compare on the lock key
+	noLock        bool // writable Tx without the lock (and so without a fence)
+	noLimits      bool // send transactions above the limits
+	noLockTimeout bool // ignore Config.LockTimeout: wait for the lock as long as ctx allows
 }
 
 // Backend is one store on an etcd cluster. Its methods are safe for
@@ -167,9 +174,11 @@ func (b *Backend) unreachable(op string, err error) error {
 
 // Begin starts a transaction. A read-only one reads the snapshot at the
 // cluster's current revision and takes no lock. A writable one waits for
-// the store's lock until ctx ends (then a *psbase.LockTimeoutError names
-// the holder); op is recorded beside the lock for whoever waits. ctx is
-// the transaction's: its reads and its commit honour it.
+// the store's lock until ctx ends or Config.LockTimeout passes, whichever
+// comes first (then a *psbase.LockTimeoutError names the holder); op is
+// recorded beside the lock for whoever waits. ctx is the transaction's:
+// its reads and its commit honour it (the lock timeout bounds the wait
+// only).
 func (b *Backend) Begin(ctx context.Context, writable bool, op string) (kv.Tx, error) {
 	return b.begin(ctx, writable, op)
 }
