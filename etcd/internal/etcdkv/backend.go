@@ -8,6 +8,7 @@ package etcdkv
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,6 +61,13 @@ type Config struct {
 	// returns a *TxTooLargeError before anything is sent.
 	MaxTxnOps       int // DefaultMaxTxnOps if 0
 	MaxRequestBytes int // DefaultMaxRequestBytes if 0
+
+	// TLS, when set, is the client's TLS configuration (the server's CA,
+	// and a client certificate if the cluster asks for one).
+	TLS *tls.Config
+	// Username and Password authenticate with etcd's user/role auth (both
+	// empty: none). The password is never printed.
+	Username, Password string
 
 	Logger *slog.Logger // slog.Default() if nil
 
@@ -124,16 +132,22 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		DialTimeout: cfg.DialTimeout,
 		Context:     bctx,
 		Logger:      zap.NewNop(),
+		TLS:         cfg.TLS,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
 	})
 	if err != nil {
 		cancel()
-		return nil, &UnreachableError{Endpoints: cfg.Endpoints, Op: "open", Err: err}
+		if ae := authError(cfg.Name, err); ae != err {
+			return nil, ae
+		}
+		return nil, tlsCause(ctx, cfg, &UnreachableError{Endpoints: cfg.Endpoints, Op: "open", Err: err})
 	}
 	b := &Backend{cfg: cfg, cli: cli, l: layout{prefix: cfg.Name + "/"}, log: cfg.Logger,
 		ctx: bctx, cancel: cancel, gate: make(chan struct{}, 1)}
 	if _, err := b.revision(ctx, "open"); err != nil {
 		b.Close()
-		return nil, err
+		return nil, tlsCause(ctx, cfg, authError(cfg.Name, err))
 	}
 	return b, nil
 }
