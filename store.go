@@ -308,7 +308,7 @@ func (s *Store) run(ctx context.Context, op string, write bool, fn func(*Tx) err
 	}()
 	if err := fn(tx); err != nil {
 		_ = tx.finish(false)
-		return wrapErr(op, s.path, err)
+		return wrapErr(op, s.path, tx.readFailure(err))
 	}
 	if err := tx.finish(write); err != nil && !errors.Is(err, ErrTxDone) {
 		return wrapErr(op, s.path, err)

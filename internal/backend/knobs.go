@@ -12,3 +12,8 @@ import "sync/atomic"
 // in a read-only transaction of its own (a new revision each time)
 // instead of one snapshot: the torn copy the backup tests must catch.
 var WeakTornBackup atomic.Bool
+
+// WeakHideReadFailure, a test-only knob, makes a transaction whose function
+// failed report the function's error even when a read of the backend had
+// failed under it (the read failure hidden behind, say, ErrNotFound).
+var WeakHideReadFailure atomic.Bool
