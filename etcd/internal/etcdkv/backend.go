@@ -79,6 +79,7 @@ type weakness struct {
 	noFence       bool // commit without the Compare on the lock key
 	noLock        bool // writable Tx without the lock (and so without a fence)
 	noLimits      bool // send transactions above the limits
+	cleanupAll    bool // Cleanup takes every data and sequence key for dead
 	noLockTimeout bool // ignore Config.LockTimeout: wait for the lock as long as ctx allows
 }
 
