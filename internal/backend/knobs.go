@@ -17,3 +17,7 @@ var WeakTornBackup atomic.Bool
 // failed report the function's error even when a read of the backend had
 // failed under it (the read failure hidden behind, say, ErrNotFound).
 var WeakHideReadFailure atomic.Bool
+
+// WeakNoRemoteWait, a test-only knob, drops a remote transaction's lock
+// wait from Metrics and the observer's events.
+var WeakNoRemoteWait atomic.Bool

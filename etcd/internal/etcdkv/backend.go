@@ -214,11 +214,12 @@ func (b *Backend) begin(ctx context.Context, writable bool, op string) (*Tx, err
 		t.rev = rev
 		return t, nil
 	}
+	start := time.Now()
 	h, err := b.acquire(ctx, op)
 	if err != nil {
 		return nil, err
 	}
-	t.held, t.rev = h, h.rev
+	t.held, t.rev, t.waited = h, h.rev, time.Since(start)
 	return t, nil
 }
 
