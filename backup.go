@@ -32,12 +32,15 @@ const suffixPartial = ".partial"
 // Backup writes a consistent copy of the store to w — a psbase store file
 // itself — and returns the bytes written. It runs under the shared lock:
 // other processes keep reading, writers wait until it is done. ctx is
-// honoured while it copies.
+// honoured while it copies. A remote store is copied from one read-only
+// transaction (for etcd: one revision; writers carry on) into a local
+// store file, which is what w gets (backup_remote.go).
 func (s *Store) Backup(ctx context.Context, w io.Writer) (n int64, err error) {
 	err = s.run(ctx, "backup", false, func(tx *Tx) (err error) {
 		lt, ok := tx.kt.(*localTx)
 		if !ok {
-			return s.errLocalOnly("backup")
+			n, err = s.backupRemote(ctx, tx.kt, w) // backup_remote.go
+			return err
 		}
 		old, err := tx.enter(false)
 		if err != nil {
@@ -70,9 +73,6 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 // WithOverwrite is given; it must not be the store itself.
 func (s *Store) BackupFile(ctx context.Context, path string, opts ...Option) (n int64, err error) {
 	cfg := newConfig(opts)
-	if s.remote != nil {
-		return 0, wrapErr("backup", s.path, s.errLocalOnly("backup"))
-	}
 	dst, err := resolvePath(path)
 	if err != nil {
 		return 0, wrapErr("backup", path, err)

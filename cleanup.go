@@ -51,6 +51,9 @@ const compactTxSize = 64 << 20
 // not give it those (neither root nor the owner, or not in the file's group)
 // gets ErrReadOnly before anything is written.
 func (s *Store) Cleanup(ctx context.Context) (res CleanupResult, err error) {
+	if s.remote != nil {
+		return s.cleanupRemote(ctx) // cleanup_remote.go
+	}
 	err = s.locked(ctx, "cleanup", true, false, func(g *lock.Grant) error {
 		var err error
 		res, err = s.compact(g)

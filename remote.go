@@ -4,8 +4,10 @@ package psbase
 // how Open and Create recognise a URL ("etcd://host:2379/jobs"), find the
 // backend registered for its scheme (package internal/backend), and create
 // or verify the store there through the storage seam. The record layer runs
-// on a remote store unchanged; what needs the local file (group commit,
-// warm reads, Cleanup, Backup, Restore, Recover) returns ErrUnsupported.
+// on a remote store unchanged; Cleanup, Backup and the metrics have remote
+// paths of their own (cleanup_remote.go, backup_remote.go,
+// metrics_remote.go); what needs the local file (group commit, warm reads,
+// Restore, Recover) returns ErrUnsupported.
 //
 // May touch: nothing local (the backend's own connections only).
 

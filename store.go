@@ -289,6 +289,8 @@ func (s *Store) run(ctx context.Context, op string, write bool, fn func(*Tx) err
 	if tx != nil {
 		if lt, ok := tx.kt.(*localTx); ok {
 			wait = lt.waited
+		} else {
+			wait = s.remoteWait(tx.kt) // metrics_remote.go
 		}
 	} else if lt := (*LockTimeoutError)(nil); errors.As(err, &lt) {
 		wait = lt.Waited
@@ -308,7 +310,7 @@ func (s *Store) run(ctx context.Context, op string, write bool, fn func(*Tx) err
 	}()
 	if err := fn(tx); err != nil {
 		_ = tx.finish(false)
-		return wrapErr(op, s.path, err)
+		return wrapErr(op, s.path, tx.readFailure(err))
 	}
 	if err := tx.finish(write); err != nil && !errors.Is(err, ErrTxDone) {
 		return wrapErr(op, s.path, err)

@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"sync/atomic"
 
+	"github.com/psbase/psbase/internal/backend"
 	"github.com/psbase/psbase/internal/kv"
 )
 
@@ -177,6 +178,22 @@ func (tx *Tx) finish(commit bool) (err error) {
 		return nil
 	}
 	return tx.kt.Rollback()
+}
+
+// readFailure returns the backend's first failed read, if the transaction
+// had one, instead of err: a read that failed returned nothing, so what fn
+// made of it (ErrNotFound, a missing field) is not to be believed. Without
+// a failed read it returns err.
+func (tx *Tx) readFailure(err error) error {
+	if backend.WeakHideReadFailure.Load() {
+		return err
+	}
+	if e, ok := tx.kt.(interface{ Err() error }); ok {
+		if rerr := e.Err(); rerr != nil {
+			return rerr
+		}
+	}
+	return err
 }
 
 // abandon ends a transaction whose storage failed under it without touching

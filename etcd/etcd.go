@@ -5,17 +5,29 @@
 //
 // and psbase.Open and psbase.Create accept store URLs of the form
 //
-//	etcd://HOST:PORT[,HOST:PORT...]/NAME[?ttl=5s&dial_timeout=5s&max_txn_ops=128&max_request_bytes=1572864]
+//	etcd://HOST:PORT[,HOST:PORT...]/NAME[?ttl=5s&dial_timeout=5s&max_txn_ops=128&max_request_bytes=1572864&cacert=FILE&cert=FILE&key=FILE&credentials=FILE]
 //
 // NAME is the store: all its keys live under "NAME/", so many stores share
 // a cluster. The query sets the session TTL (how long a holder that died
 // holding the lock blocks the store), the dial timeout, and the server's
 // limits as its flags set them (a transaction above them is ErrTxTooLarge,
-// before anything is sent). The record layer runs unchanged on etcd (see
-// internal/etcdkv for the transactions, the fenced commits and the lock);
-// what needs a local file (Cleanup, Backup, Restore, group commit, warm
-// reads) returns psbase.ErrUnsupported. Credentials in the URL are refused
-// for now (TLS and authentication are not built yet), and never printed.
+// before anything is sent). psbase.WithLockTimeout bounds a writer's wait
+// for the store's lock, as for a local store.
+//
+// TLS: cacert names the PEM file of the CA that signed the servers'
+// certificates (with it, the client speaks TLS); cert and key, together,
+// a client certificate and its key. Authentication (etcd's users and
+// roles): credentials names a file holding one line USER:PASSWORD. The key
+// and credentials files must be regular files that neither the group nor
+// others may read (mode 0600 or stricter; not checked on Windows, where
+// the file's ACL decides): a readable one is refused with ErrOption.
+// Credentials in the URL itself are refused. No error or log line holds
+// a password or a key: errors name the store as etcd://HOSTS/NAME and the
+// files by path. A cluster that refuses the credentials is ErrOption.
+//
+// The record layer runs unchanged on etcd (see internal/etcdkv for the
+// transactions, the fenced commits and the lock); what needs a local file
+// (Restore, group commit, warm reads) returns psbase.ErrUnsupported.
 //
 // May touch: the store's keys on the cluster (through internal/etcdkv).
 package etcd
@@ -42,6 +54,7 @@ func open(ctx context.Context, cfg backend.Config) (backend.Backend, string, err
 		return nil, "", err
 	}
 	c.Logger = cfg.Logger
+	c.LockTimeout = cfg.LockTimeout
 	b, err := etcdkv.Open(ctx, c)
 	if err != nil {
 		return nil, "", err
@@ -60,7 +73,7 @@ func parseURL(raw string) (etcdkv.Config, string, error) {
 	rest, query, _ := strings.Cut(raw[i+3:], "?")
 	hosts, name, ok := strings.Cut(rest, "/")
 	if strings.Contains(hosts, "@") {
-		return c, "", fmt.Errorf("%w: credentials in an etcd:// URL are not supported yet (the URL is not shown)", psbase.ErrOption)
+		return c, "", fmt.Errorf("%w: credentials in an etcd:// URL are refused (the URL is not shown): name a file with ?credentials=FILE", psbase.ErrOption)
 	}
 	display := "etcd://" + hosts + "/" + name
 	if !ok || name == "" {
@@ -77,9 +90,15 @@ func parseURL(raw string) (etcdkv.Config, string, error) {
 	if err != nil {
 		return c, "", fmt.Errorf("%w: %s: query: %v", psbase.ErrOption, display, err)
 	}
+	files := map[string]string{}
 	for k, vs := range q {
 		v := vs[len(vs)-1]
 		switch k {
+		case "cacert", "cert", "key", "credentials":
+			if v == "" {
+				return c, "", fmt.Errorf("%w: %s: %s= names no file", psbase.ErrOption, display, k)
+			}
+			files[k] = v
 		case "ttl", "dial_timeout":
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 {
@@ -101,8 +120,11 @@ func parseURL(raw string) (etcdkv.Config, string, error) {
 				c.MaxRequestBytes = n
 			}
 		default:
-			return c, "", fmt.Errorf("%w: %s: unknown parameter %q (ttl, dial_timeout, max_txn_ops, max_request_bytes)", psbase.ErrOption, display, k)
+			return c, "", fmt.Errorf("%w: %s: unknown parameter %q (ttl, dial_timeout, max_txn_ops, max_request_bytes, cacert, cert, key, credentials)", psbase.ErrOption, display, k)
 		}
+	}
+	if err := loadSecrets(&c, display, files); err != nil {
+		return c, "", err
 	}
 	return c, display, nil
 }

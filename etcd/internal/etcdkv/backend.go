@@ -8,6 +8,7 @@ package etcdkv
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,10 +51,23 @@ type Config struct {
 	SessionTTL  time.Duration // the lock's lease; DefaultSessionTTL if 0
 	DialTimeout time.Duration // DefaultDialTimeout if 0
 
+	// LockTimeout bounds a writable Begin's wait for the store's lock when
+	// the caller's context has no earlier deadline (psbase.WithLockTimeout;
+	// 0: the context alone). Past it Begin returns a
+	// *psbase.LockTimeoutError naming the holder.
+	LockTimeout time.Duration
+
 	// The server's limits, as its flags set them; a commit above one
 	// returns a *TxTooLargeError before anything is sent.
 	MaxTxnOps       int // DefaultMaxTxnOps if 0
 	MaxRequestBytes int // DefaultMaxRequestBytes if 0
+
+	// TLS, when set, is the client's TLS configuration (the server's CA,
+	// and a client certificate if the cluster asks for one).
+	TLS *tls.Config
+	// Username and Password authenticate with etcd's user/role auth (both
+	// empty: none). The password is never printed.
+	Username, Password string
 
 	Logger *slog.Logger // slog.Default() if nil
 
@@ -62,9 +76,11 @@ type Config struct {
 
 // weakness switches off one guarantee, so the tests can show it matters.
 type weakness struct {
-	noFence  bool // commit without the Compare on the lock key
-	noLock   bool // writable Tx without the lock (and so without a fence)
-	noLimits bool // send transactions above the limits
+	noFence       bool // commit without the Compare on the lock key
+	noLock        bool // writable Tx without the lock (and so without a fence)
+	noLimits      bool // send transactions above the limits
+	cleanupAll    bool // Cleanup takes every data and sequence key for dead
+	noLockTimeout bool // ignore Config.LockTimeout: wait for the lock as long as ctx allows
 
 	feed feedWeakness // the change feed's (watch.go)
 }
@@ -119,16 +135,22 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		DialTimeout: cfg.DialTimeout,
 		Context:     bctx,
 		Logger:      zap.NewNop(),
+		TLS:         cfg.TLS,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
 	})
 	if err != nil {
 		cancel()
-		return nil, &UnreachableError{Endpoints: cfg.Endpoints, Op: "open", Err: err}
+		if ae := authError(cfg.Name, err); ae != err {
+			return nil, ae
+		}
+		return nil, tlsCause(ctx, cfg, &UnreachableError{Endpoints: cfg.Endpoints, Op: "open", Err: err})
 	}
 	b := &Backend{cfg: cfg, cli: cli, l: layout{prefix: cfg.Name + "/"}, log: cfg.Logger,
 		ctx: bctx, cancel: cancel, gate: make(chan struct{}, 1)}
 	if _, err := b.revision(ctx, "open"); err != nil {
 		b.Close()
-		return nil, err
+		return nil, tlsCause(ctx, cfg, authError(cfg.Name, err))
 	}
 	return b, nil
 }
@@ -169,9 +191,11 @@ func (b *Backend) unreachable(op string, err error) error {
 
 // Begin starts a transaction. A read-only one reads the snapshot at the
 // cluster's current revision and takes no lock. A writable one waits for
-// the store's lock until ctx ends (then a *psbase.LockTimeoutError names
-// the holder); op is recorded beside the lock for whoever waits. ctx is
-// the transaction's: its reads and its commit honour it.
+// the store's lock until ctx ends or Config.LockTimeout passes, whichever
+// comes first (then a *psbase.LockTimeoutError names the holder); op is
+// recorded beside the lock for whoever waits. ctx is the transaction's:
+// its reads and its commit honour it (the lock timeout bounds the wait
+// only).
 func (b *Backend) Begin(ctx context.Context, writable bool, op string) (kv.Tx, error) {
 	return b.begin(ctx, writable, op)
 }
@@ -192,11 +216,12 @@ func (b *Backend) begin(ctx context.Context, writable bool, op string) (*Tx, err
 		t.rev = rev
 		return t, nil
 	}
+	start := time.Now()
 	h, err := b.acquire(ctx, op)
 	if err != nil {
 		return nil, err
 	}
-	t.held, t.rev = h, h.rev
+	t.held, t.rev, t.waited = h, h.rev, time.Since(start)
 	return t, nil
 }
 

@@ -10,6 +10,10 @@ import (
 	"fmt"
 	"strings"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/psbase/psbase"
 )
 
@@ -71,3 +75,33 @@ func (e *UnreachableError) Error() string {
 
 // Unwrap returns the cause.
 func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// AuthError: the cluster refused this client's credentials (a wrong user
+// name or password, or a user without the permission). It matches
+// psbase.ErrOption (the store's options are wrong) and never holds the
+// password.
+type AuthError struct {
+	Store string // the store's name
+	Err   error  // the server's error
+}
+
+func (e *AuthError) Error() string {
+	return fmt.Sprintf("%v: etcd refused the credentials given for store %q (check the credentials file and the user's role): %v", psbase.ErrOption, e.Store, e.Err)
+}
+
+// Is matches psbase.ErrOption.
+func (e *AuthError) Is(target error) bool { return target == psbase.ErrOption }
+
+// Unwrap returns the server's error.
+func (e *AuthError) Unwrap() error { return e.Err }
+
+// authError turns the server's refusal of the credentials into an
+// *AuthError; any other error is returned as it is.
+func authError(store string, err error) error {
+	if errors.Is(err, rpctypes.ErrAuthFailed) || errors.Is(err, rpctypes.ErrPermissionDenied) ||
+		errors.Is(err, rpctypes.ErrUserEmpty) || errors.Is(err, rpctypes.ErrInvalidAuthToken) ||
+		status.Code(err) == codes.Unauthenticated || status.Code(err) == codes.PermissionDenied {
+		return &AuthError{Store: store, Err: err}
+	}
+	return err
+}

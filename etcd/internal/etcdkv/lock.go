@@ -109,10 +109,12 @@ func (b *Backend) closeSession(s *concurrency.Session) {
 
 // acquire takes the store lock for one writable Tx: the in-process gate,
 // then the Mutex, then the holder record (put only while the lock key
-// still exists). It gives up when ctx ends, with a *psbase.LockTimeoutError
-// naming the holder.
+// still exists). It gives up when ctx ends or the lock timeout passes
+// (lockWait), with a *psbase.LockTimeoutError naming the holder.
 func (b *Backend) acquire(ctx context.Context, op string) (*held, error) {
 	start := time.Now()
+	ctx, cancel := b.lockWait(ctx)
+	defer cancel()
 	select {
 	case b.gate <- struct{}{}:
 	case <-ctx.Done():
@@ -124,6 +126,19 @@ func (b *Backend) acquire(ctx context.Context, op string) (*held, error) {
 		return nil, err
 	}
 	return h, nil
+}
+
+// lockWait returns ctx bounded by Config.LockTimeout, unless ctx ends
+// earlier of its own.
+func (b *Backend) lockWait(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := b.cfg.LockTimeout
+	if d <= 0 || b.cfg.weak.noLockTimeout {
+		return context.WithCancel(ctx)
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
 }
 
 func (b *Backend) acquireLocked(ctx context.Context, op string, start time.Time) (*held, error) {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
@@ -45,7 +46,8 @@ type Tx struct {
 	buf     []entry
 	cleared []string
 
-	held *held // the lock, for a writable Tx (nil with the noLock knob)
+	held   *held         // the lock, for a writable Tx (nil with the noLock knob)
+	waited time.Duration // how long Begin waited for the lock
 }
 
 type cached struct {
@@ -64,6 +66,10 @@ var _ kv.Tx = (*Tx)(nil)
 
 // Revision is the etcd revision the transaction reads at.
 func (t *Tx) Revision() int64 { return t.rev }
+
+// LockWaited is how long Begin waited for the store's lock (0 for a
+// read-only Tx).
+func (t *Tx) LockWaited() time.Duration { return t.waited }
 
 // Err returns the first read failure, or nil.
 func (t *Tx) Err() error { return t.err }
