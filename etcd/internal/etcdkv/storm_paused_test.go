@@ -144,7 +144,13 @@ func pausedStorm(t *testing.T, fence bool) (storm.History, int64, string) {
 				// Holding the lock, the counter read: say so, wait for "go"
 				// (the parent writes it before resuming this process).
 				w.Phase("holding")
-				if err := os.WriteFile(filepath.Join(w.Dir, "holding"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+				// Written aside and renamed: the parent must never read a
+				// "holding" file that exists but is still empty.
+				tmp := filepath.Join(w.Dir, "holding.tmp")
+				if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+					return err
+				}
+				if err := os.Rename(tmp, filepath.Join(w.Dir, "holding")); err != nil {
 					return err
 				}
 				if err := waitFile(filepath.Join(w.Dir, "go"), time.Minute); err != nil {
