@@ -70,6 +70,12 @@ place; keep the damaged file until you have.`,
   psbase check jobs.recovered.db && mv jobs.db jobs.damaged.db && mv jobs.recovered.db jobs.db`,
 		Args: exactArgs(2, "DAMAGED OUT"),
 		RunE: func(c *cobra.Command, args []string) error {
+			if isStoreURL(args[0]) {
+				// Recover walks a damaged file's pages; a remote store
+				// has no file (psbase check URL checks it).
+				return fmt.Errorf("%w: recover needs a local store; %s is remote (psbase check checks it)",
+					psbase.ErrUnsupported, redactURL(args[0]))
+			}
 			opts := a.opts()
 			if force {
 				opts = append(opts, psbase.WithOverwrite())

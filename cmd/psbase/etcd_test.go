@@ -303,6 +303,7 @@ func testEtcdLocalOnly(t *testing.T, url string) {
 		{"backup", "DB", filepath.Join(dir, "b.db")},
 		{"restore", "DB", local},
 		{"cleanup", "DB"},
+		{"recover", "DB", filepath.Join(dir, "r.db")},
 	} {
 		remote := append([]string{args[0], url}, args[2:]...)
 		r := cli(t, remote...)
