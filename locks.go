@@ -28,6 +28,10 @@ type LockHolder struct {
 	Host    string    // the host name, when recorded
 	Since   time.Time // when it took the lock, when recorded
 	Command string    // the process's command line, when the OS tells
+	// Lease is a remote store's name for the holder's session (etcd: its
+	// lease ID in hex, what etcdctl lease revoke takes); empty for a local
+	// store. A remote holder's PID is a process on Host.
+	Lease string
 }
 
 func (h LockHolder) String() string { return lock.Holder(h).String() }

@@ -291,7 +291,13 @@ func (a *app) opts() []psbase.Option {
 // operation, so Open skips its own check of the file (WithLazyOpen): the
 // operation checks the format under its lock anyway, and a storm of cron
 // jobs takes the lock once per command instead of twice.
+//
+// A store URL is opened with the check: lazily, a remote store that is not
+// there reads as "not a psbase store" (exit 7) instead of "no store" (8).
 func (a *app) open(ctx context.Context, path string) (*psbase.Store, error) {
+	if isStoreURL(path) {
+		return psbase.Open(ctx, path, a.opts()...)
+	}
 	return psbase.Open(ctx, path, append(a.opts(), psbase.WithLazyOpen())...)
 }
 

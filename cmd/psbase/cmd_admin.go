@@ -70,6 +70,12 @@ place; keep the damaged file until you have.`,
   psbase check jobs.recovered.db && mv jobs.db jobs.damaged.db && mv jobs.recovered.db jobs.db`,
 		Args: exactArgs(2, "DAMAGED OUT"),
 		RunE: func(c *cobra.Command, args []string) error {
+			if isStoreURL(args[0]) {
+				// Recover walks a damaged file's pages; a remote store
+				// has no file (psbase check URL checks it).
+				return fmt.Errorf("%w: recover needs a local store; %s is remote (psbase check checks it)",
+					psbase.ErrUnsupported, redactURL(args[0]))
+			}
 			opts := a.opts()
 			if force {
 				opts = append(opts, psbase.WithOverwrite())
@@ -222,12 +228,21 @@ func (a *app) locksCmd() *cobra.Command {
 mode (exclusive or shared), state (holding or waiting), the operation when
 recorded, for how long, and the command line. It does not take the lock
 itself, so it works while a hung process holds it. Linux reads /proc/locks;
-elsewhere the list may be empty.`,
+elsewhere the list may be empty.
+
+On a store URL (etcd://HOST:PORT/NAME) it asks the cluster: the holder, then
+the waiters in the order they get the lock, each with its host, pid,
+operation, start time and lease (etcdctl lease revoke LEASE frees a store
+whose holder is stuck). --timeout bounds connecting.`,
 		Example: `  psbase locks jobs.db
-  psbase locks jobs.db --json`,
+  psbase locks jobs.db --json
+  psbase locks etcd://127.0.0.1:2379/jobs`,
 		Args: exactArgs(1, "DB"),
 		RunE: func(c *cobra.Command, args []string) error {
 			path := args[0]
+			if isStoreURL(path) {
+				return a.remoteLocks(c.Context(), path)
+			}
 			if fi, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("%w: no file at %s", psbase.ErrNotExist, path)
 			} else if err == nil && fi.IsDir() {

@@ -49,7 +49,8 @@ const exitCodeTable = `Exit codes:
   3   record not found
   4   version conflict (update --if-version)
   5   duplicate value for a unique index
-  6   lock timeout (another process held the store's lock for --timeout)
+  6   lock timeout (another process held the store's lock for --timeout;
+      on a store URL also: no endpoint answered within the dial timeout)
   7   corrupt store or not a psbase store (check found problems; recover
       could not save every record)
   8   no store at that path

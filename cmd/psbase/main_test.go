@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/psbase/psbase"
+	"github.com/psbase/psbase/etcd/etcdtest"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -21,6 +22,10 @@ import (
 // helpers) when the scripts run it under those names; storms re-execute it
 // as their launcher, which main handles first thing.
 func TestMain(m *testing.M) {
+	// The etcd test cluster's members are this binary too (etcd_test.go),
+	// and so are the CLI and the lock holder those tests run.
+	etcdtest.Main()
+	etcdRoles()
 	testscript.Main(m, map[string]func(){
 		"psbase":          main,
 		"psbase-holdlock": holdLockMain,

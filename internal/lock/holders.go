@@ -35,6 +35,9 @@ type Holder struct {
 	Host    string    // the host name, when recorded
 	Since   time.Time // when it took the lock, when recorded
 	Command string    // the process's command line, when the OS tells
+	// Lease: a remote store's name for the holder's session (etcd: its
+	// lease ID in hex); empty for a local store.
+	Lease string
 }
 
 func (h Holder) String() string {
@@ -66,6 +69,14 @@ func (h Holder) String() string {
 	}
 	if !h.Since.IsZero() {
 		fmt.Fprintf(&b, " since %s", h.Since.Format(time.RFC3339Nano))
+	}
+	if h.Lease != "" {
+		// A remote holder: its host matters (another machine's pid), and
+		// its lease is what an operator revokes.
+		if h.Host != "" {
+			fmt.Fprintf(&b, " on %s", h.Host)
+		}
+		fmt.Fprintf(&b, " (lease %s)", h.Lease)
 	}
 	return b.String()
 }

@@ -265,6 +265,7 @@ func (b *Backend) Holders(ctx context.Context) ([]psbase.LockHolder, error) {
 	for i, kv := range resp.Kvs {
 		h := psbase.LockHolder{Exclusive: true, Waiting: i > 0}
 		hexLease := strings.TrimPrefix(string(kv.Key), b.l.lockPrefix()+"/")
+		h.Lease = hexLease // the Mutex's key is "<prefix>/<lease in hex>"
 		if lease, err := strconv.ParseInt(hexLease, 16, 64); err == nil {
 			if r, err := b.cli.Get(ctx, b.l.holderKey(lease)); err == nil && len(r.Kvs) == 1 {
 				var rec holderRecord
