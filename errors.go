@@ -80,6 +80,12 @@ var (
 	// would commit it (on etcd, the server's operations per transaction or
 	// request size); the error names the limit, and nothing was written.
 	ErrTxTooLarge = errors.New("transaction too large")
+	// ErrUnavailable: a remote store's servers did not answer (no endpoint
+	// within the dial timeout or the caller's deadline), or a read's
+	// snapshot was compacted away before the transaction finished. Nothing
+	// was written: a commit that was sent and never answered is
+	// ErrUnknownOutcome instead. Retry later.
+	ErrUnavailable = errors.New("store unavailable")
 )
 
 // Error is the error type of every failed Store and Tx method. It names the
@@ -171,6 +177,7 @@ var sentinels = []error{
 	ErrUnsupported,
 	ErrChangesGone,
 	ErrTxTooLarge,
+	ErrUnavailable,
 }
 
 // hasSentinel reports whether err already wraps a sentinel or a context error.

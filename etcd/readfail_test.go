@@ -68,7 +68,7 @@ func TestViewReadFailureSurfaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = viewAfterCompaction(t, s, cli, id)
-	if err == nil || errors.Is(err, psbase.ErrNotFound) || !strings.Contains(err.Error(), "compacted") {
+	if err == nil || errors.Is(err, psbase.ErrNotFound) || !errors.Is(err, psbase.ErrUnavailable) || !strings.Contains(err.Error(), "compacted") {
 		t.Fatalf("View whose read failed = %v, want the read's failure (compacted), not ErrNotFound", err)
 	}
 	t.Log(err)

@@ -265,9 +265,9 @@ func testEtcdLocks(t *testing.T, url string) {
 }
 
 // unreachable reports whether a run is what a cluster with no endpoint up
-// gives: the timeout exit code, "no endpoint", the URL named, promptly.
+// gives: the unavailable exit code, "no endpoint", the URL named, promptly.
 func unreachable(r cliResult, name string, limit time.Duration) error {
-	if r.code != exitTimeout || !strings.Contains(r.stderr, "no endpoint") || !strings.Contains(r.stderr, name) || r.took > limit {
+	if r.code != exitUnavailable || !strings.Contains(r.stderr, "no endpoint") || !strings.Contains(r.stderr, name) || r.took > limit {
 		return fmt.Errorf("exit %d after %v (limit %v): %s", r.code, r.took, limit, r.stderr)
 	}
 	return nil

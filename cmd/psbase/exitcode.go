@@ -36,6 +36,7 @@ const (
 	exitUnsupported    = 15 // the store cannot do that (a local-only command on a remote store, no backend for a URL)
 	exitTxTooLarge     = 16 // a transaction above the backend's limits (etcd); nothing was written
 	exitChangesGone    = 17 // watch: the changes after --since are no longer in the change log
+	exitUnavailable    = 18 // a store URL's servers did not answer (or a read's snapshot was compacted); nothing was written
 	exitUsage          = 64 // bad command line: flag, argument, filter, value, unknown field, schema rule
 	exitInternal       = 70 // a bug in psbase: a panic that the command recovered
 	exitSignal         = 130
@@ -49,8 +50,7 @@ const exitCodeTable = `Exit codes:
   3   record not found
   4   version conflict (update --if-version)
   5   duplicate value for a unique index
-  6   lock timeout (another process held the store's lock for --timeout;
-      on a store URL also: no endpoint answered within the dial timeout)
+  6   lock timeout (another process held the store's lock for --timeout)
   7   corrupt store or not a psbase store (check found problems; recover
       could not save every record)
   8   no store at that path
@@ -66,6 +66,9 @@ const exitCodeTable = `Exit codes:
       remote store; or no backend for the URL's scheme)
   16  transaction too large for the backend's limits; nothing was written
   17  watch: the changes after --since left the change log; resync
+  18  store unavailable: no endpoint of a store URL answered within the dial
+      timeout or --timeout (or a read's snapshot was compacted); nothing was
+      written; retry later
   64  usage error: bad flag or argument, bad filter, bad value for a field's
       type, unknown field, schema rule broken
   70  internal error (a bug in psbase; please report it)
@@ -108,6 +111,11 @@ func exitCode(err error) int {
 		return exitTxTooLarge
 	case errors.Is(err, psbase.ErrChangesGone):
 		return exitChangesGone
+	case errors.Is(err, psbase.ErrUnavailable):
+		if errors.Is(err, context.Canceled) {
+			return exitSignal
+		}
+		return exitUnavailable
 	case errors.Is(err, psbase.ErrNewerFormat):
 		return exitNewerFormat
 	case errors.Is(err, psbase.ErrNoSpace):

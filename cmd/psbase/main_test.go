@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -302,6 +303,8 @@ func TestExitCodes(t *testing.T) {
 		{wrap(psbase.ErrUnsupported), 15},
 		{wrap(psbase.ErrTxTooLarge), 16},
 		{wrap(psbase.ErrChangesGone), 17},
+		{wrap(psbase.ErrUnavailable), 18},
+		{wrap(fmt.Errorf("%w: %w", psbase.ErrUnavailable, context.Canceled)), 130},
 	} {
 		if got := exitCode(tc.err); got != tc.want {
 			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.want)

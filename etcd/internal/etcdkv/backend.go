@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
@@ -186,7 +187,13 @@ func (b *Backend) unreachable(op string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || ctxCode(err) {
 		return &UnreachableError{Endpoints: b.cfg.Endpoints, Op: op, Err: err}
 	}
-	return fmt.Errorf("etcd %s of store %q: %w", op, b.cfg.Name, err)
+	if ae := authError(b.cfg.Name, err); ae != err {
+		return ae
+	}
+	if errors.Is(err, rpctypes.ErrCompacted) {
+		return fmt.Errorf("%w: etcd %s of store %q: the transaction's snapshot was compacted away under it (run it again): %w", psbase.ErrUnavailable, op, b.cfg.Name, err)
+	}
+	return fmt.Errorf("%w: etcd %s of store %q: %w", psbase.ErrUnavailable, op, b.cfg.Name, err)
 }
 
 // Begin starts a transaction. A read-only one reads the snapshot at the

@@ -6,6 +6,7 @@ package etcdkv
 // May touch: nothing.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -61,8 +62,9 @@ func (e *TxTooLargeError) Error() string {
 func (e *TxTooLargeError) Is(target error) bool { return target == psbase.ErrTxTooLarge }
 
 // UnreachableError: no endpoint answered before the context or the dial
-// timeout ended. It unwraps to the cause (context.DeadlineExceeded, most
-// often), the context's error being psbase's sentinel for that.
+// timeout ended. It matches psbase.ErrUnavailable (unless the caller
+// cancelled: then only context.Canceled) and unwraps to the cause
+// (context.DeadlineExceeded, most often).
 type UnreachableError struct {
 	Endpoints []string
 	Op        string
@@ -75,6 +77,11 @@ func (e *UnreachableError) Error() string {
 
 // Unwrap returns the cause.
 func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// Is matches psbase.ErrUnavailable, except for a wait the caller cancelled.
+func (e *UnreachableError) Is(target error) bool {
+	return target == psbase.ErrUnavailable && !errors.Is(e.Err, context.Canceled)
+}
 
 // AuthError: the cluster refused this client's credentials (a wrong user
 // name or password, or a user without the permission). It matches

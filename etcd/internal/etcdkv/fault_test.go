@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/psbase/psbase"
 	"github.com/psbase/psbase/etcd/etcdtest"
 )
 
@@ -134,7 +135,7 @@ func TestMemberKilledNothingAckedLost(t *testing.T) {
 		took := time.Since(start)
 		cancel()
 		var ue *UnreachableError
-		if !errors.As(err, &ue) || !strings.Contains(err.Error(), eps[0]) {
+		if !errors.As(err, &ue) || !errors.Is(err, psbase.ErrUnavailable) || !strings.Contains(err.Error(), eps[0]) {
 			t.Errorf("%s with every member down: %v, want an *UnreachableError naming the endpoints", tc.what, err)
 		}
 		if took > 3*time.Second {

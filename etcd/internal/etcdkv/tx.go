@@ -79,7 +79,10 @@ func (t *Tx) Writable() bool { return t.writable }
 
 func (t *Tx) fail(err error) {
 	if t.err == nil && err != nil {
-		t.err = fmt.Errorf("etcd read of store %q at revision %d: %w", t.b.cfg.Name, t.rev, err)
+		// Classified as the backend's other failures are: no endpoint
+		// answered, the credentials refused, or ErrUnavailable (the
+		// snapshot's revision compacted, say).
+		t.err = fmt.Errorf("etcd read at revision %d: %w", t.rev, t.b.unreachable("read", err))
 	}
 }
 
