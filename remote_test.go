@@ -325,6 +325,19 @@ func TestRemoteBackend(t *testing.T) {
 	if _, err := Open(ctx, url); !errors.Is(err, ErrNotExist) {
 		t.Fatalf("open of a missing remote store: %v", err)
 	}
+	// Opened lazily, the missing store is found missing by its first
+	// operation, read or write: ErrNotExist, not ErrCorrupt.
+	if ls, err := Open(ctx, url, WithLazyOpen()); err != nil {
+		t.Fatalf("lazy open: %v", err)
+	} else {
+		if _, err := ls.Get(ctx, 1); !errors.Is(err, ErrNotExist) || errors.Is(err, ErrCorrupt) {
+			t.Errorf("Get on a missing remote store opened lazily: %v, want ErrNotExist", err)
+		}
+		if _, err := ls.Insert(ctx, Values{"n": 1}); !errors.Is(err, ErrNotExist) || errors.Is(err, ErrCorrupt) {
+			t.Errorf("Insert on a missing remote store opened lazily: %v, want ErrNotExist", err)
+		}
+		_ = ls.Close()
+	}
 	s, err := Create(ctx, url, fields)
 	if err != nil {
 		t.Fatal(err)

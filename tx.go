@@ -85,6 +85,12 @@ func (tx *Tx) init() (err error) {
 		return err
 	}
 	defer tx.exit(old, &err)
+	if tx.s != nil && tx.s.remote != nil && tx.kt.Bucket(bucketMeta) == nil {
+		// A remote store has no file that could be something else: no
+		// meta at all is no store (never created, or destroyed), as a
+		// missing file is locally.
+		return errorf(ErrNotExist, "no store at %s (Create it, or Open with WithCreate)", tx.s.path)
+	}
 	if tx.format, err = checkFormat(tx.kt, tx.write); err != nil {
 		return err
 	}
