@@ -91,6 +91,15 @@ func TestStoreOnEtcd(t *testing.T) {
 	if r, err := s.Get(ctx, id); err != nil || r.Values["n"] != int64(20) {
 		t.Fatalf("counter: %+v %v", r, err)
 	}
+	if v, err := s.Add(ctx, id, "n", -3); err != nil || v != 17 {
+		t.Fatalf("Add on etcd: %d %v, want 17", v, err)
+	}
+	if _, err := s.Add(ctx, id, "name", 1); !errors.Is(err, psbase.ErrSchema) {
+		t.Fatalf("Add to a string field on etcd: %v, want ErrSchema", err)
+	}
+	if st, err := s.Stats(ctx); err != nil || st.Records != 1 || st.NextID != id+1 || len(st.Schema) != 2 || strings.Contains(st.Path, "@") {
+		t.Fatalf("Stats on etcd: %+v %v", st, err)
+	}
 	if rep, err := s.Check(ctx); err != nil || !rep.OK() {
 		t.Fatalf("check: %+v %v", rep, err)
 	}
