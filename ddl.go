@@ -32,44 +32,60 @@ func (tx *Tx) createIndex(field string, unique bool, progress func(done, total i
 	if err != nil {
 		return err
 	}
-	// Gather every entry, sort, then put them in key order: bbolt splits
-	// nodes only at commit, so puts in random order inside one large
-	// transaction memmove an ever larger leaf (quadratic); appends do not.
-	total := int(u64(tx.meta.Get(keyCount)))
-	keys := make([][]byte, 0, total)
-	only := map[string]bool{field: true}
-	c := tx.records.Cursor()
-	n := 0
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if err := tx.tick(&n); err != nil {
-			return err
-		}
-		rec, err := tx.decodeAt(k, v, only)
-		if err != nil {
-			return err
-		}
-		keys = append(keys, entryKey(f, rec.Values[field], rec.ID))
-		if progress != nil && len(keys)%progressEvery == 0 {
-			callUser(func() int { progress(len(keys), total); return 0 })
-		}
+	keys, err := tx.indexEntries(f, unique, progress)
+	if err != nil {
+		return err
 	}
-	slices.SortFunc(keys, bytes.Compare)
-	for i, k := range keys {
-		if unique && i > 0 && k[0] != keyNull && bytes.Equal(k[:len(k)-8], keys[i-1][:len(keys[i-1])-8]) {
-			return errorf(ErrDuplicate, "cannot build unique index on %q: records %d and %d hold the same value",
-				field, u64(keys[i-1][len(keys[i-1])-8:]), u64(k[len(k)-8:]))
-		}
+	for _, k := range keys {
 		if err := b.Put(k, []byte{}); err != nil {
 			return err
 		}
 	}
 	if progress != nil {
-		callUser(func() int { progress(len(keys), total); return 0 })
+		callUser(func() int { progress(len(keys), len(keys)); return 0 })
 	}
 	sch := tx.sch.clone()
 	sch.Indexes = append(sch.Indexes, indexDef{Field: field, Num: f.Num, Unique: unique})
 	tx.setSchema(sch)
 	return nil
+}
+
+// indexEntries gathers the index entries of field f from every record,
+// sorted, and (unique) refuses two records with one value: ErrDuplicate
+// naming both. Sorted, because bbolt splits nodes only at commit, so puts in
+// random order inside one large transaction memmove an ever larger leaf
+// (quadratic); appends do not. progress, if set, hears every progressEvery
+// records gathered.
+func (tx *Tx) indexEntries(f *fieldDef, unique bool, progress func(done, total int)) ([][]byte, error) {
+	total := int(u64(tx.meta.Get(keyCount)))
+	keys := make([][]byte, 0, total)
+	only := map[string]bool{f.Name: true}
+	c := tx.records.Cursor()
+	n := 0
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if err := tx.tick(&n); err != nil {
+			return nil, err
+		}
+		rec, err := tx.decodeAt(k, v, only)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, entryKey(f, rec.Values[f.Name], rec.ID))
+		if progress != nil && len(keys)%progressEvery == 0 {
+			callUser(func() int { progress(len(keys), total); return 0 })
+		}
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	if unique {
+		for i := 1; i < len(keys); i++ {
+			k, p := keys[i], keys[i-1]
+			if k[0] != keyNull && bytes.Equal(k[:len(k)-8], p[:len(p)-8]) {
+				return nil, errorf(ErrDuplicate, "cannot build unique index on %q: records %d and %d hold the same value",
+					f.Name, u64(p[len(p)-8:]), u64(k[len(k)-8:]))
+			}
+		}
+	}
+	return keys, nil
 }
 
 // dropIndex removes the index on field.

@@ -14,9 +14,6 @@ package psbase
 // commits the pieces).
 
 import (
-	"bytes"
-	"slices"
-
 	"github.com/psbase/psbase/internal/backend"
 )
 
@@ -48,31 +45,11 @@ func (tx *Tx) createIndexChunked(ch backend.Chunker, field string, opts ...Index
 	if tx.sch.index(field) != nil {
 		return errorf(ErrSchema, "field %q is already indexed", field)
 	}
-	total := int(u64(tx.meta.Get(keyCount)))
-	keys := make([][]byte, 0, total)
-	only := map[string]bool{field: true}
-	cur := tx.records.Cursor()
-	n := 0
-	for k, v := cur.First(); k != nil; k, v = cur.Next() {
-		if err := tx.tick(&n); err != nil {
-			return err
-		}
-		rec, err := tx.decodeAt(k, v, only)
-		if err != nil {
-			return err
-		}
-		keys = append(keys, entryKey(f, rec.Values[field], rec.ID))
+	keys, err := tx.indexEntries(f, c.unique, nil)
+	if err != nil {
+		return err
 	}
-	slices.SortFunc(keys, bytes.Compare)
-	if c.unique {
-		for i := 1; i < len(keys); i++ {
-			k, p := keys[i], keys[i-1]
-			if k[0] != keyNull && bytes.Equal(k[:len(k)-8], p[:len(p)-8]) {
-				return errorf(ErrDuplicate, "cannot build unique index on %q: records %d and %d hold the same value",
-					field, u64(p[len(p)-8:]), u64(k[len(k)-8:]))
-			}
-		}
-	}
+	total, n := len(keys), 0
 	// First piece: remove what a build that died left (the bucket the
 	// marker names, and any unnamed bucket at this field's place) and name
 	// this build's bucket.
