@@ -1,23 +1,16 @@
 package main
 
-// etcd.go: the psbase-etcd systems — the 3-member loopback clusters the run
-// starts (etcdtest, this binary re-executed as each member; one with real
-// fsync, one without), the store URLs on them, the endpoint each worker
-// prefers, which cells they run in, and the members' disk counters around
-// each round (what the cluster's own fsync costs).
+// etcd.go: the psbase-etcd systems — which cells they run in, the endpoint
+// each worker prefers, and the members' disk figures of each round (what the
+// cluster's own fsync costs) in the report. The clusters themselves are in
+// etcd_cluster.go.
 //
-// May touch: the member processes it starts, their data under the run's
-// data directory, loopback ports etcdtest checked free.
+// May touch: nothing (figures and text).
 
 import (
-	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
-	"time"
-
-	"github.com/psbase/psbase/etcd/etcdtest"
 )
 
 // The systems on an etcd cluster.
@@ -60,51 +53,6 @@ func runsIn(sys string, cs cellSpec) bool {
 // localAndEtcd are the systems of the cells added for the etcd comparison.
 var localAndEtcd = []string{sysPsbase, sysPsbaseEtcd, sysPsbaseEtcdNoFsync}
 
-// etcdClusters are the clusters of one run, by system.
-type etcdClusters map[string]*etcdtest.Cluster
-
-// startEtcd starts a cluster for each etcd system in systems, its data
-// under dataDir (the disk being measured).
-func startEtcd(systems []string, dataDir string, logf func(string, ...any)) (etcdClusters, error) {
-	cs := etcdClusters{}
-	for _, sys := range systems {
-		if !isEtcd(sys) {
-			continue
-		}
-		t := time.Now()
-		c, err := etcdtest.StartCluster(etcdtest.Options{
-			Fsync:           sys == sysPsbaseEtcd,
-			MaxTxnOps:       etcdMaxTxnOps,
-			MaxRequestBytes: etcdMaxRequestBytes,
-			Dir:             filepath.Join(dataDir, sys),
-		})
-		if err != nil {
-			cs.close()
-			return nil, fmt.Errorf("start the %s cluster: %w", sys, err)
-		}
-		cs[sys] = c
-		logf("started %s: 3 members on %s in %.1fs", sys, strings.Join(c.Endpoints(), ", "), time.Since(t).Seconds())
-	}
-	return cs, nil
-}
-
-func (cs etcdClusters) close() {
-	for _, c := range cs {
-		c.Close()
-	}
-}
-
-// storeURL is the URL of the store name on sys's cluster, every member
-// listed.
-func (cs etcdClusters) storeURL(sys, name string) string {
-	var hosts []string
-	for _, ep := range cs[sys].Endpoints() {
-		hosts = append(hosts, strings.TrimPrefix(ep, "http://"))
-	}
-	return fmt.Sprintf("etcd://%s/%s?max_txn_ops=%d&max_request_bytes=%d",
-		strings.Join(hosts, ","), name, etcdMaxTxnOps, etcdMaxRequestBytes)
-}
-
 // preferEndpoint keeps only the endpoint of member i mod the members in a
 // store URL: worker i talks to that member (the client balances round-robin
 // over every endpoint it is given, so a list would not be a preference).
@@ -126,48 +74,6 @@ type etcdDisk struct {
 	BackendCommits  int64   `json:"backend_commits"`
 	BackendCommitUs float64 `json:"backend_commit_mean_us"`
 	MemberCPUSec    float64 `json:"member_cpu_s"` // user+system CPU of the three member processes
-}
-
-// memberCounters are every member's disk counters and CPU time, totalled.
-type memberCounters struct {
-	disk etcdtest.DiskStats
-	cpu  time.Duration
-}
-
-// readCounters totals every member's counters now.
-func readCounters(ctx context.Context, c *etcdtest.Cluster) (memberCounters, error) {
-	var total memberCounters
-	for i := range c.Size() {
-		ds, err := c.DiskStats(ctx, i)
-		if err != nil {
-			return total, err
-		}
-		cpu, err := c.CPUTime(ctx, i)
-		if err != nil {
-			return total, err
-		}
-		total.disk = total.disk.Add(ds)
-		total.cpu += cpu
-	}
-	return total, nil
-}
-
-// newEtcdDisk is the round's figures from the counters before and after,
-// over ops successful operations.
-func newEtcdDisk(before, after memberCounters, ops int) *etcdDisk {
-	d := after.disk.Sub(before.disk)
-	e := &etcdDisk{WALFsyncs: d.WALFsyncs, BackendCommits: d.BackendCommits, MemberCPUSec: (after.cpu - before.cpu).Seconds()}
-	if d.WALFsyncs > 0 {
-		e.WALFsyncMeanUs = float64(d.WALFsyncTime.Microseconds()) / float64(d.WALFsyncs)
-	}
-	if d.BackendCommits > 0 {
-		e.BackendCommitUs = float64(d.BackendCommitTm.Microseconds()) / float64(d.BackendCommits)
-	}
-	if ops > 0 {
-		e.FsyncsPerOp = float64(d.WALFsyncs) / float64(ops)
-		e.FsyncUsPerOp = float64(d.WALFsyncTime.Microseconds()) / float64(ops)
-	}
-	return e
 }
 
 // medianEtcdDisk is the median of every etcd disk figure over the rounds

@@ -24,14 +24,12 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/psbase/psbase/etcd/etcdtest"
 )
 
 func main() {
 	// This binary is also the etcd clusters' member processes (psbase-etcd):
 	// as one, Main runs the member and never returns.
-	etcdtest.Main()
+	etcdMain()
 	if raw := os.Getenv(envWorker); raw != "" {
 		if err := workerMain(raw); err != nil {
 			fmt.Fprintln(os.Stderr, "psbench worker:", err)
@@ -262,7 +260,10 @@ func run(o options) (*report, error) {
 		return nil, err
 	}
 	defer clusters.close()
-	r := &runner{dir: dataDir, self: self, stderr: stderr, logf: logf, budget: o.budget, etcd: clusters}
+	local, note := localWorkers(self, dataDir)
+	rep.Workers = note
+	logf("local workers: %s", note)
+	r := &runner{dir: dataDir, self: self, local: local, stderr: stderr, logf: logf, budget: o.budget, etcd: clusters}
 	for _, g := range plan(o.quick, o.scenarios) {
 		built := map[string]string{}
 		buildSec := map[string]float64{}

@@ -20,6 +20,7 @@ type report struct {
 	Systems     []string       `json:"systems"`
 	Machine     machineInfo    `json:"machine"`
 	Fsync       fsyncInfo      `json:"fsync"`
+	Workers     string         `json:"local_workers"` // the binary the local systems' workers ran (workers.go)
 	Cells       []cellReport   `json:"cells"`
 	Targets     []targetResult `json:"targets"`
 	Problems    []string       `json:"problems,omitempty"` // psbase correctness failures: non-zero exit
@@ -258,6 +259,9 @@ func (rep *report) markdown(charts []string) string {
 	p("* machine: %d cores (%s), %d GiB RAM, kernel `%s`\n", rep.Machine.Cores, rep.Machine.CPU, rep.Machine.MemoryGiB, rep.Machine.Kernel)
 	p("* data dir: `%s` on %s (`%s` mounted at `%s`)\n", rep.Machine.DataDir, rep.Machine.FileSystem, rep.Machine.Device, rep.Machine.Mount)
 	p("* %s, %s, %d round(s) per cell, time budget per cell and round %s, run took %s\n", rep.Machine.GoVersion, rep.Machine.Date, rep.Rounds, rep.Budget, (time.Duration(rep.DurationSec) * time.Second).String())
+	if rep.Workers != "" {
+		p("* local systems' worker processes: %s\n", rep.Workers)
+	}
 	p("* **fsync limit**: fdatasync of 4 KiB median %.0f µs (p99 %.0f µs, %d samples; %.0f µs at the end of the run) → a bbolt commit (two syncs) can do at most **%.0f commits/s** without batching\n\n",
 		rep.Fsync.MedianUs, rep.Fsync.P99Us, rep.Fsync.Samples, rep.Fsync.MedianUs2, rep.Fsync.Limit)
 	if len(rep.Problems) > 0 {

@@ -84,7 +84,8 @@ type roundResult struct {
 // runner runs cells.
 type runner struct {
 	dir    string // data directory
-	self   string // this executable
+	self   string // this executable (the etcd systems' workers and members)
+	local  string // the local systems' workers' executable (workers.go)
 	stderr *os.File
 	seed   uint64
 	budget time.Duration // per cell and round: workers stop starting operations after it
@@ -140,7 +141,7 @@ func (r *runner) runRound(ctx context.Context, sys string, cs cellSpec, path str
 			Result: filepath.Join(resDir, fmt.Sprintf("w%d.json", i)),
 		}
 		raw, _ := json.Marshal(spec)
-		cmd := exec.Command(r.self)
+		cmd := exec.Command(r.workerBinary(sys))
 		cmd.Env = append(os.Environ(), envWorker+"="+string(raw))
 		cmd.ExtraFiles = []*os.File{readyW, relR}
 		cmd.Stdout, cmd.Stderr = r.stderr, r.stderr

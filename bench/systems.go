@@ -13,7 +13,6 @@ import (
 
 	_ "github.com/mattn/go-sqlite3" // the C SQLite, registered as "sqlite3"
 	"github.com/psbase/psbase"
-	_ "github.com/psbase/psbase/etcd" // the etcd:// scheme
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 )
