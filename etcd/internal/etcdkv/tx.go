@@ -254,27 +254,36 @@ func (t *Tx) Commit() error {
 	if len(ops) == 0 {
 		return nil
 	}
+	_, err := t.fencedCommit(ops, "")
+	return err
+}
+
+// fencedCommit commits ops as one etcd Txn fenced on this holder's lock key
+// (the compare on its create revision: a holder whose lease expired can
+// never commit after another took the lock), within the store's limits;
+// part names what is committed in errors ("" for a whole transaction).
+func (t *Tx) fencedCommit(ops []wop, part string) (*clientv3.TxnResponse, error) {
 	var cmps []clientv3.Cmp
 	if t.held != nil && !t.b.cfg.weak.noFence {
 		cmps = append(cmps, t.held.m.IsOwner())
 	}
 	if !t.b.cfg.weak.noLimits {
 		if err := t.b.checkLimits(ops, t.held); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	resp, err := t.b.cli.Txn(t.ctx).If(cmps...).Then(toClientOps(ops)...).Commit()
 	if err != nil {
 		if status.Code(err) == codes.InvalidArgument {
-			return fmt.Errorf("etcd refused the commit of store %q (nothing was written): %w", t.b.cfg.Name, err)
+			return nil, fmt.Errorf("etcd refused the commit of %sstore %q (nothing was written): %w", part, t.b.cfg.Name, err)
 		}
-		return fmt.Errorf("%w: etcd commit of store %q: %w", psbase.ErrUnknownOutcome, t.b.cfg.Name, err)
+		return nil, fmt.Errorf("%w: etcd commit of %sstore %q: %w", psbase.ErrUnknownOutcome, part, t.b.cfg.Name, err)
 	}
 	if !resp.Succeeded {
 		t.b.sessionLost(t.held)
-		return &LockLostError{Store: t.b.cfg.Name, LockKey: t.held.m.Key(), Lease: int64(t.held.sess.Lease())}
+		return nil, &LockLostError{Store: t.b.cfg.Name, LockKey: t.held.m.Key(), Lease: int64(t.held.sess.Lease())}
 	}
-	return nil
+	return resp, nil
 }
 
 // wop is one write of the commit: a put, a delete of one key, or of the

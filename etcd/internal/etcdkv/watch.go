@@ -125,22 +125,9 @@ func (t *Tx) Flush() error {
 	if len(ops) == 0 {
 		return nil
 	}
-	var cmps []clientv3.Cmp
-	if t.held != nil && !t.b.cfg.weak.noFence {
-		cmps = append(cmps, t.held.m.IsOwner())
-	}
-	if !t.b.cfg.weak.noLimits {
-		if err := t.b.checkLimits(ops, t.held); err != nil {
-			return err
-		}
-	}
-	resp, err := t.b.cli.Txn(t.ctx).If(cmps...).Then(toClientOps(ops)...).Commit()
+	resp, err := t.fencedCommit(ops, "a part of ")
 	if err != nil {
-		return fmt.Errorf("%w: etcd commit of a part of store %q's transaction: %w", psbase.ErrUnknownOutcome, t.b.cfg.Name, err)
-	}
-	if !resp.Succeeded {
-		t.b.sessionLost(t.held)
-		return &LockLostError{Store: t.b.cfg.Name, LockKey: t.held.m.Key(), Lease: int64(t.held.sess.Lease())}
+		return err
 	}
 	t.rev = resp.Header.Revision
 	t.buf, t.cleared = nil, nil
