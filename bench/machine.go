@@ -122,3 +122,14 @@ func (m machineInfo) String() string {
 	return fmt.Sprintf("%d cores (%s), %d GiB, %s, %s, data on %s (%s at %s)",
 		m.Cores, m.CPU, m.MemoryGiB, m.Kernel, m.GoVersion, m.FileSystem, m.Device, m.Mount)
 }
+
+// loadAverage is the 1-, 5- and 15-minute load average (/proc/loadavg;
+// zeros where there is none): every figure is reported with it, since the
+// targets hold on a quiet machine (load below 1).
+func loadAverage() [3]float64 {
+	var l [3]float64
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		_, _ = fmt.Sscan(string(b), &l[0], &l[1], &l[2])
+	}
+	return l
+}

@@ -232,11 +232,12 @@ func run(o options) (*report, error) {
 		fmt.Fprintf(os.Stderr, "%7.1fs  %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
 	}
 	rep := &report{
-		Command: commandLine(),
-		Quick:   o.quick,
-		Rounds:  o.rounds,
-		Systems: o.systems,
-		Machine: collectMachine(dataDir),
+		Command:   commandLine(),
+		Quick:     o.quick,
+		Rounds:    o.rounds,
+		Systems:   o.systems,
+		Machine:   collectMachine(dataDir),
+		LoadStart: loadAverage(),
 	}
 	logf("machine: %s", rep.Machine)
 
@@ -283,7 +284,7 @@ func run(o options) (*report, error) {
 			}
 		}
 		for _, cs := range g.cells {
-			cr := cellReport{cellSpec: cs, Label: cs.Label()}
+			cr := cellReport{cellSpec: cs, Label: cs.Label(), Load: loadAverage()[0]}
 			res := map[string]*systemResult{}
 			var systems []string
 			for _, sys := range o.systems {
@@ -337,6 +338,7 @@ func run(o options) (*report, error) {
 	}
 	rep.Fsync.Limit = 1e6 / (2 * rep.Fsync.MedianUs)
 	rep.DurationSec = time.Since(started).Seconds()
+	rep.LoadEnd = loadAverage()
 	rep.evaluate()
 	if err := rep.write(o.out); err != nil {
 		return nil, err

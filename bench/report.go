@@ -20,6 +20,8 @@ type report struct {
 	Systems     []string       `json:"systems"`
 	Machine     machineInfo    `json:"machine"`
 	Fsync       fsyncInfo      `json:"fsync"`
+	LoadStart   [3]float64     `json:"load_start"`    // load average (1, 5, 15 min) when the run started
+	LoadEnd     [3]float64     `json:"load_end"`      // and when it ended
 	Workers     string         `json:"local_workers"` // the binary the local systems' workers ran (workers.go)
 	Cells       []cellReport   `json:"cells"`
 	Targets     []targetResult `json:"targets"`
@@ -31,6 +33,7 @@ type report struct {
 type cellReport struct {
 	cellSpec
 	Label   string         `json:"label"`
+	Load    float64        `json:"load_1m"` // 1-minute load average when the cell started
 	Results []systemResult `json:"results"`
 }
 
@@ -259,6 +262,8 @@ func (rep *report) markdown(charts []string) string {
 	p("* machine: %d cores (%s), %d GiB RAM, kernel `%s`\n", rep.Machine.Cores, rep.Machine.CPU, rep.Machine.MemoryGiB, rep.Machine.Kernel)
 	p("* data dir: `%s` on %s (`%s` mounted at `%s`)\n", rep.Machine.DataDir, rep.Machine.FileSystem, rep.Machine.Device, rep.Machine.Mount)
 	p("* %s, %s, %d round(s) per cell, time budget per cell and round %s, run took %s\n", rep.Machine.GoVersion, rep.Machine.Date, rep.Rounds, rep.Budget, (time.Duration(rep.DurationSec) * time.Second).String())
+	p("* load average (1 / 5 / 15 min): %.2f / %.2f / %.2f at the start, %.2f / %.2f / %.2f at the end (the run's own processes included; each cell gives its own)\n",
+		rep.LoadStart[0], rep.LoadStart[1], rep.LoadStart[2], rep.LoadEnd[0], rep.LoadEnd[1], rep.LoadEnd[2])
 	if rep.Workers != "" {
 		p("* local systems' worker processes: %s\n", rep.Workers)
 	}
@@ -294,6 +299,7 @@ func (rep *report) markdown(charts []string) string {
 			}
 			p(".\n\n")
 		}
+		p("Load average (1 min) when the cell started: %.2f.\n\n", c.Load)
 		p("| system | ops/s | psbase speedup | p50 ms | p99 ms | max ms | p99 ratio | failures | fair | CPU s | check / errors |\n")
 		p("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|\n")
 		for _, s := range c.Results {
