@@ -12,9 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-
-	// etcd:// store URLs (psbase create etcd://127.0.0.1:2379/jobs ...).
-	_ "github.com/psbase/psbase/etcd"
 )
 
 func main() {
