@@ -103,6 +103,7 @@ func (c *cellReport) summarize() {
 		}
 		m.Check = strings.Join(checks, "; ")
 		m.Etcd = medianEtcdDisk(s.Rounds)
+		m.MeanBatch = f(func(r roundResult) float64 { return r.MeanBatch })
 		s.Median = m
 		if base == nil {
 			continue
@@ -322,6 +323,15 @@ func (rep *report) markdown(charts []string) string {
 			p("| %s | %.0f | %s | %.2f | %.2f | %.2f | %s | %d | %s | %.2f | %s |\n",
 				s.System, m.OpsPerSec, ratio(s.Speedup), m.P50Us/1e3, m.P99Us/1e3, m.MaxUs/1e3, ratio(s.P99Ratio),
 				s.TotalFailures, fair, m.CPUSec, note)
+		}
+		for _, s := range c.Results {
+			if s.Median.MeanBatch > 0 {
+				p("\n%s's group commit: mean batch %.1f operations per commit (median of rounds; per round:", s.System, s.Median.MeanBatch)
+				for _, r := range s.Rounds {
+					p(" %.1f", r.MeanBatch)
+				}
+				p(").\n")
+			}
 		}
 		p("\n")
 	}

@@ -79,6 +79,12 @@ type roundResult struct {
 	Final     int64     `json:"counter_final,omitempty"`
 	Want      int64     `json:"counter_want,omitempty"`
 	Etcd      *etcdDisk `json:"etcd_disk,omitempty"` // the cluster's disk during the round (etcd systems)
+	// Group commit (psbase): the batches the workers' combiners committed
+	// and the operations in them, every process summed; MeanBatch =
+	// BatchedOps / Batches.
+	Batches    uint64  `json:"batches,omitempty"`
+	BatchedOps uint64  `json:"batched_ops,omitempty"`
+	MeanBatch  float64 `json:"mean_batch,omitempty"`
 }
 
 // runner runs cells.
@@ -247,6 +253,8 @@ func (r *runner) runRound(ctx context.Context, sys string, cs cellSpec, path str
 				rr.Errors = append(rr.Errors, e)
 			}
 		}
+		rr.Batches += wr.Batches
+		rr.BatchedOps += wr.BatchedOps
 		for _, l := range wr.Lanes {
 			rr.Ops += len(l.Lat)
 			rr.Failures += l.Fail
@@ -276,6 +284,9 @@ func (r *runner) runRound(ctx context.Context, sys string, cs cellSpec, path str
 	if end > t0 {
 		rr.WallSec = float64(end-t0) / 1e9
 		rr.OpsPerSec = float64(rr.Ops) / rr.WallSec
+	}
+	if rr.Batches > 0 {
+		rr.MeanBatch = float64(rr.BatchedOps) / float64(rr.Batches)
 	}
 	slices.Sort(lats)
 	if i, _ := slices.BinarySearch(lats, int64(5*time.Second)+1); i < len(lats) {

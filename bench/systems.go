@@ -339,6 +339,18 @@ func (c *psbaseClient) incrTxn(id uint64) error {
 
 func (c *psbaseClient) close() error { return c.s.Close() }
 
+// batcher is a client that reports group commit's batches.
+type batcher interface {
+	batches() (batches, ops uint64)
+}
+
+// batches: the batches this process's combiners committed and the
+// operations in them.
+func (c *psbaseClient) batches() (batches, ops uint64) {
+	h := c.s.Metrics().BatchSize
+	return h.Count, uint64(h.Sum)
+}
+
 // ---- bbolt opened per operation: bbolt-timeout and seed-polling ----
 
 // boltOpenClient opens the bbolt file for every operation. Without seedLock

@@ -59,6 +59,10 @@ type workerResult struct {
 	Lanes    []laneResult `json:"lanes"`
 	Errors   []string     `json:"errors,omitempty"` // distinct error messages, a few
 	SetupErr string       `json:"setup_err,omitempty"`
+	// Group commit (psbase): the batches this process's combiners
+	// committed and the operations in them (Metrics().BatchSize).
+	Batches    uint64 `json:"batches,omitempty"`
+	BatchedOps uint64 `json:"batched_ops,omitempty"`
 }
 
 // monoNow is CLOCK_MONOTONIC in nanoseconds: the same clock in every process.
@@ -124,6 +128,9 @@ func workerMain(raw string) error {
 			}()
 		}
 		wg.Wait()
+		if b, ok := c.(batcher); ok {
+			res.Batches, res.BatchedOps = b.batches()
+		}
 		if c != nil {
 			_ = c.close()
 		}
