@@ -339,11 +339,6 @@ func (c *psbaseClient) incrTxn(id uint64) error {
 
 func (c *psbaseClient) close() error { return c.s.Close() }
 
-// batcher is a client that reports group commit's batches.
-type batcher interface {
-	batches() (batches, ops uint64)
-}
-
 // batches: the batches this process's combiners committed and the
 // operations in them.
 func (c *psbaseClient) batches() (batches, ops uint64) {

@@ -128,8 +128,8 @@ func workerMain(raw string) error {
 			}()
 		}
 		wg.Wait()
-		if b, ok := c.(batcher); ok {
-			res.Batches, res.BatchedOps = b.batches()
+		if pc, ok := c.(*psbaseClient); ok {
+			res.Batches, res.BatchedOps = pc.batches()
 		}
 		if c != nil {
 			_ = c.close()

@@ -31,10 +31,10 @@ func localWorkers(self, dir string) (bin, note string) {
 		return self, "this binary (built without etcd)"
 	}
 	_, file, _, ok := runtime.Caller(0)
-	src := filepath.Dir(file)
 	if !ok {
 		return self, "this binary, etcd linked (its source directory is unknown)"
 	}
+	src := filepath.Dir(file)
 	if mod, err := os.ReadFile(filepath.Join(src, "go.mod")); err != nil || !strings.Contains(string(mod), "module github.com/psbase/psbase/bench") {
 		return self, "this binary, etcd linked (no bench source at " + src + ")"
 	}
