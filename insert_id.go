@@ -32,7 +32,7 @@ func (tx *Tx) InsertWithID(id uint64, v any) (err error) {
 	if err != nil {
 		return err
 	}
-	if !tx.s.cfg.weak.insertIDNoClash && tx.records.Get(idKey(id)) != nil {
+	if !tx.s.cfg.weak.insertIDNoClash && tx.records.Get(tx.lookupKey(id)) != nil {
 		return &DuplicateError{Field: "id", Value: id, ExistingID: id}
 	}
 	if err := tx.indexCheckUnique(0, vals); err != nil {

@@ -136,7 +136,7 @@ func (tx *Tx) scanFrom(cq *compiledQuery, after uint64, fn func(Record) bool) (l
 	}
 	c := tx.records.Cursor()
 	n := 0
-	for k, v := c.Seek(idKey(max(after+1, cq.ids.lo))); k != nil; k, v = c.Next() {
+	for k, v := c.Seek(tx.lookupKey(max(after+1, cq.ids.lo))); k != nil; k, v = c.Next() {
 		if err := tx.tick(&n); err != nil {
 			return last, false, err
 		}

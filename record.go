@@ -64,6 +64,17 @@ func idKey(id uint64) []byte {
 	return k[:]
 }
 
+// lookupKey is idKey for a key the storage only reads during the call (Get,
+// Seek, Delete; the seam's contract says they keep no reference to it): it
+// reuses the transaction's own buffer, so the key does not escape to the heap
+// through the seam's interface call, one allocation per lookup that calling
+// bbolt directly would not make. Never for Put, whose key bbolt keeps until
+// commit. The slice is valid until the next lookupKey on the same Tx.
+func (tx *Tx) lookupKey(id uint64) []byte {
+	binary.BigEndian.PutUint64(tx.lookup[:], id)
+	return tx.lookup[:]
+}
+
 // encodeRecord encodes version and the values of live fields as the msgpack
 // array [version, {fieldNum: value, ...}] followed by a CRC32C (big-endian).
 // In format 2 and later the CRC covers the record's ID (its 8-byte key)
@@ -106,9 +117,14 @@ func recordCRC(format uint32, id uint64, body []byte) uint32 {
 	if format < 2 {
 		return crc32.Checksum(body, castagnoli)
 	}
-	var k [8]byte
-	binary.BigEndian.PutUint64(k[:], id)
-	return crc32.Update(crc32.Checksum(k[:], castagnoli), castagnoli, body)
+	// The key's 8 bytes through the table by hand: handing a stack array to
+	// crc32 moves it to the heap (its fast path is a function value), one
+	// allocation per record read or written.
+	crc := ^uint32(0)
+	for shift := 56; shift >= 0; shift -= 8 {
+		crc = castagnoli[byte(crc)^byte(id>>shift)] ^ crc>>8
+	}
+	return crc32.Update(^crc, castagnoli, body)
 }
 
 func encodeValue(enc *msgpack.Encoder, t Type, v any) error {

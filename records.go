@@ -40,7 +40,7 @@ func (tx *Tx) insert(vals Values) (uint64, error) {
 	// The sequence is the last ID handed out, so the next one must be free.
 	// If a record already sits there the bucket's header is damaged (one bad
 	// bit can set the sequence back): putting would overwrite that record.
-	if next := tx.records.Sequence() + 1; tx.records.Get(idKey(next)) != nil {
+	if next := tx.records.Sequence() + 1; tx.records.Get(tx.lookupKey(next)) != nil {
 		return 0, errorf(ErrCorrupt, "the ID sequence (%d) is behind the records: record %d already exists; run Check", next-1, next)
 	}
 	id, err := tx.records.NextSequence()
@@ -118,7 +118,7 @@ func (tx *Tx) Get(id uint64) (rec Record, err error) {
 }
 
 func (tx *Tx) get(id uint64) (Record, error) {
-	data := tx.records.Get(idKey(id))
+	data := tx.records.Get(tx.lookupKey(id))
 	if data == nil {
 		return Record{}, errorf(ErrNotFound, "record %d", id)
 	}
@@ -271,7 +271,7 @@ func (tx *Tx) Delete(ids ...uint64) (n int, err error) {
 		olds = append(olds, old)
 	}
 	for _, old := range olds {
-		if err := tx.records.Delete(idKey(old.ID)); err != nil {
+		if err := tx.records.Delete(tx.lookupKey(old.ID)); err != nil {
 			return 0, err
 		}
 		if err := tx.indexRemove(old.ID, old.Values); err != nil {

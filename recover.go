@@ -219,7 +219,7 @@ func (sal *salvage) write(ctx context.Context, path string, opts []Option, rep *
 // It refuses, before writing, what the store's unique indexes or its schema
 // would refuse.
 func (tx *Tx) restore(rec Record) error {
-	if tx.records.Get(idKey(rec.ID)) != nil {
+	if tx.records.Get(tx.lookupKey(rec.ID)) != nil {
 		return errorf(ErrDuplicate, "record %d twice", rec.ID)
 	}
 	vals, err := tx.prepare(rec.Values, false)

@@ -22,7 +22,7 @@ func (tx *Tx) indexScan(cq *compiledQuery, emit func(Record) (bool, error)) (boo
 		return true, err
 	}
 	visit := func(id uint64) (bool, error) {
-		data := tx.records.Get(idKey(id))
+		data := tx.records.Get(tx.lookupKey(id))
 		if data == nil {
 			return false, errorf(ErrCorrupt, "index %q points at missing record %d", p.field.Name, id)
 		}
@@ -276,7 +276,7 @@ func (tx *Tx) walkRecords(cq *compiledQuery, emit func(Record) (bool, error)) er
 	if !cq.idDesc {
 		k, v := c.First()
 		if b.lo > 0 {
-			k, v = c.Seek(idKey(b.lo))
+			k, v = c.Seek(tx.lookupKey(b.lo))
 		}
 		for ; k != nil; k, v = c.Next() {
 			if len(k) == 8 && u64(k) > b.hi {
@@ -290,7 +290,7 @@ func (tx *Tx) walkRecords(cq *compiledQuery, emit func(Record) (bool, error)) er
 	}
 	k, v := c.Last()
 	if b.hi < math.MaxUint64 {
-		if k, v = c.Seek(idKey(b.hi + 1)); k == nil {
+		if k, v = c.Seek(tx.lookupKey(b.hi + 1)); k == nil {
 			k, v = c.Last()
 		} else {
 			k, v = c.Prev()

@@ -46,6 +46,7 @@ type Tx struct {
 
 	records kv.Bucket
 	meta    kv.Bucket
+	lookup  [8]byte // the key buffer of lookupKey (record.go)
 
 	schemaChanged bool
 	feed          txFeed // what a writable transaction changed (changes.go)

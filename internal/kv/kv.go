@@ -23,7 +23,10 @@
 //     compaction of the store (SetSequence may move it forward).
 //   - Slices returned by Get and by a Cursor are valid only for the life of
 //     the Tx and must not be modified. Put's key and value must stay valid
-//     and unmodified until the Tx ends (bbolt keeps them until commit).
+//     and unmodified until the Tx ends (bbolt keeps them until commit). The
+//     key given to Get, Delete and Seek is the caller's again once the call
+//     returns: an implementation copies what it keeps (the record layer
+//     reuses one buffer for those keys, see lookupKey in record.go).
 //   - Names: buckets are named by byte strings; the record layer uses the
 //     top-level buckets "psbase" (meta), "records" and "indexes", and one
 //     nested bucket per index inside "indexes".
@@ -36,6 +39,16 @@
 // before it trusts what it read. bbolt's reads cannot fail this way.
 //
 // A Tx is used by one goroutine at a time.
+//
+// # What the seam costs
+//
+// Calling bbolt through these interfaces adds no allocation, with two rules
+// the record layer keeps: a key handed to Get, Seek or Delete does not live
+// in the caller's stack frame (an interface call lets it escape: the record
+// layer looks records up with a buffer in its Tx, lookupKey in record.go),
+// and each Cursor is one allocation (bbolt's cursor, which a direct call keeps
+// on the stack, moves to the heap behind the interface). The test and the
+// benchmark that measure both paths are in internal/boltkv/seam_test.go.
 package kv
 
 // May touch: nothing (an interface).
