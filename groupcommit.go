@@ -27,9 +27,13 @@ package psbase
 //  5. A submitter reports success only on DONE, stored after the commit
 //     returned and the lock was verified still held (T20).
 //
-// Waiting: a submitter queues for the lock like any writer (the turnstile
-// keeps its fairness); a watcher goroutine sleeps on the queue's futex word
-// and cancels that wait as soon as the submitter's slot is DONE. A
+// Waiting: one waiter goroutine per Store queues for the lock like any
+// writer (the turnstile keeps its fairness) and combines when it gets it;
+// the submitters sleep on the queue's futex word, which every combiner
+// bumps and wakes after publishing its batch's results (one word for the
+// queue: a word per slot, measured, woke fewer submitters but cost the
+// combiner a futex call per served slot under the lock, and gained nothing
+// at 200 writers, where a batch serves most of them anyway). A
 // submitter whose deadline passes withdraws its request if nobody took it
 // (then ErrLockTimeout means "not applied", as always); if a combiner took
 // it, the outcome is unknown and the error (ErrUnknownOutcome) names the
