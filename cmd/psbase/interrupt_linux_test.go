@@ -40,7 +40,7 @@ func TestInterruptWhileWaitingForLock(t *testing.T) {
 	db := filepath.Join(dir, "x.db")
 	call(t, 0, "create", db, "n:int")
 	locked := filepath.Join(dir, "locked")
-	holder := exec.Command("psbase-holdlock", db, locked, "60s")
+	holder := exec.Command("psbase-holdlock", db, locked, filepath.Join(dir, "release"))
 	if err := holder.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -50,11 +50,11 @@ func TestInterruptWhileWaitingForLock(t *testing.T) {
 		return err == nil
 	})
 
-	// waiter starts psbase insert with the given lock timeout and returns
-	// it once it is waiting for the lock.
-	waiter := func(timeout string) (*exec.Cmd, *bytes.Buffer) {
+	// waiter starts psbase with the given lock timeout and arguments and
+	// returns it; the caller waits until LockHolders shows it waiting.
+	waiter := func(timeout string, args ...string) (*exec.Cmd, *bytes.Buffer) {
 		var stderr bytes.Buffer
-		c := exec.Command("psbase", "--timeout", timeout, "insert", db, "n=1")
+		c := exec.Command("psbase", append([]string{"--timeout", timeout}, args...)...)
 		c.Stderr = &stderr
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
@@ -84,22 +84,33 @@ func TestInterruptWhileWaitingForLock(t *testing.T) {
 		return 0
 	}
 
-	c, stderr := waiter("0") // wait forever
-	waitUntil(t, 20*time.Second, "psbase waiting for the lock", isWaiting(c.Process.Pid))
-	if err := c.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	if code := exitOf(c); code != exitSignal {
-		t.Fatalf("after SIGINT: exit %d, want %d; stderr: %s", code, exitSignal, stderr)
-	}
-	msg := stderr.String()
-	if !strings.Contains(msg, "interrupted") || strings.Contains(msg, "lock timeout") {
-		t.Fatalf("after SIGINT the message does not say interrupted (or still says lock timeout): %q", msg)
+	// An insert interrupted by SIGINT, and an increment (a combinable
+	// operation, published in the queue while it waits) stopped by SIGTERM,
+	// both while waiting forever: exit 130, "interrupted".
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		args []string
+	}{
+		{syscall.SIGINT, []string{"insert", db, "n=1"}},
+		{syscall.SIGTERM, []string{"incr", db, "1", "n"}},
+	} {
+		c, stderr := waiter("0", tc.args...)
+		waitUntil(t, 20*time.Second, "psbase "+tc.args[0]+" waiting for the lock", isWaiting(c.Process.Pid))
+		if err := c.Process.Signal(tc.sig); err != nil {
+			t.Fatal(err)
+		}
+		if code := exitOf(c); code != exitSignal {
+			t.Fatalf("%s after %v: exit %d, want %d; stderr: %s", tc.args[0], tc.sig, code, exitSignal, stderr)
+		}
+		msg := stderr.String()
+		if !strings.Contains(msg, "interrupted") || strings.Contains(msg, "lock timeout") {
+			t.Fatalf("%s after %v: the message does not say interrupted (or still says lock timeout): %q", tc.args[0], tc.sig, msg)
+		}
 	}
 
 	// Negative control: a real lock timeout, no signal, says "lock
 	// timeout" and exits 6, so the assertions above tell the two apart.
-	c, stderr = waiter("100ms")
+	c, stderr := waiter("100ms", "insert", db, "n=1")
 	if code := exitOf(c); code != exitTimeout || !strings.Contains(stderr.String(), "lock timeout") || strings.Contains(stderr.String(), "interrupted") {
 		t.Fatalf("lock timeout: exit %d, stderr %q", code, stderr)
 	}

@@ -33,15 +33,14 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// holdLockMain (psbase-holdlock DB FILE DURATION) takes the store's
-// exclusive lock, writes FILE, and holds the lock for DURATION.
+// holdLockMain (psbase-holdlock DB FILE RELEASE) takes the store's
+// exclusive lock, writes FILE, and holds the lock until a file named RELEASE
+// exists (a script creates it when it is done with the lock: an event, not a
+// duration that a loaded machine can outrun). Two minutes without RELEASE
+// end it anyway, so a failed script leaves no holder behind.
 func holdLockMain() {
 	if len(os.Args) != 4 {
-		os.Stderr.WriteString("usage: psbase-holdlock DB FILE DURATION\n")
-		os.Exit(2)
-	}
-	d, err := time.ParseDuration(os.Args[3])
-	if err != nil {
+		os.Stderr.WriteString("usage: psbase-holdlock DB FILE RELEASE\n")
 		os.Exit(2)
 	}
 	ctx := context.Background()
@@ -56,7 +55,11 @@ func holdLockMain() {
 		os.Exit(1)
 	}
 	os.WriteFile(os.Args[2], []byte("locked\n"), 0o644)
-	time.Sleep(d)
+	for end := time.Now().Add(2 * time.Minute); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(os.Args[3]); err == nil {
+			break
+		}
+	}
 	tx.Rollback()
 	os.Exit(0)
 }
