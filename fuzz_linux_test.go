@@ -184,6 +184,12 @@ func fuzzSeeds(raw []byte) [][]byte {
 	}
 	for _, id := range pagesOfType(0x10) { // freelist
 		seeds = append(seeds, edit(1, id, 0, 0), edit(5, 0xFFFFFFFF, uint16(id), 0))
+		if n := uint32(binary.LittleEndian.Uint16(raw[id*4096+10:])); n > 0 && n < 0xFFFF {
+			last := id*4096 + 16 + (n-1)*8
+			seeds = append(seeds,
+				edit(7, last+5, 0, 0x10), // its last free page 2^44 pages on: EFBIG, not a full disk
+				edit(7, last, 0, 0xF0))   // its last free page past the high-water mark
+		}
 	}
 	for _, id := range pagesOfType(0x01) { // branches: a cycle, a wild id
 		seeds = append(seeds, edit(6, id, uint16(id), 0), edit(6, id, 0xFFFF, 0))

@@ -57,6 +57,7 @@ type weakness struct {
 	beforeRename   func() // called by Cleanup between copying and renaming
 	afterOpen      func() // called when the database file was opened
 	keepMap        bool   // an abandoned handle keeps its mapping (and bbolt's flock)
+	noFreelistFits bool   // a write commits without commitFits: freelist and freed pages unchecked (commitguard.go)
 	noWarmSize     bool   // the kept read handle is used after the file grew (warm.go, 3)
 	noWarmIdentity bool   // the kept read handle is used after the file was replaced (warm.go, 3)
 	gcNoRecords    bool   // the combiner ignores idempotency records (groupcommit.go, 3)

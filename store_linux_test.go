@@ -96,6 +96,8 @@ func TestStoreHelperProcess(t *testing.T) {
 		fmt.Println("check done")
 	case "fuzz-ops":
 		helperFuzzOps(db)
+	case "freed-page":
+		helperFreedPage(db)
 	case "hold-gate":
 		helperHoldGate(db)
 	case "incr":

@@ -174,7 +174,7 @@ func (tx *Tx) finish(commit bool) (err error) {
 			_ = tx.kt.Rollback()
 			return err
 		}
-		if err := freelistFits(tx.kt); err != nil {
+		if err := commitFits(tx.kt); err != nil && !tx.s.cfg.weak.noFreelistFits {
 			_ = tx.kt.Rollback()
 			return err
 		}

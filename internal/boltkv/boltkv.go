@@ -2,7 +2,8 @@
 // a thin layer: no state, no allocation beyond bbolt's own (each wrapper is a
 // single pointer, stored directly in an interface value).
 //
-// May touch: a *bolt.Tx handed to it; nothing else (no files, no locks).
+// May touch: a *bolt.Tx handed to it, and the mapping of its file, read
+// (frees.go); nothing else (no files, no locks).
 package boltkv
 
 import (
@@ -31,8 +32,14 @@ func (t Tx) CreateBucket(name []byte) (kv.Bucket, error) {
 	return Bucket{b}, nil
 }
 
-// DeleteBucket removes a top-level bucket.
-func (t Tx) DeleteBucket(name []byte) error { return t.BTx.DeleteBucket(name) }
+// DeleteBucket removes a top-level bucket, once every page bbolt would free
+// for it has passed boltwalk.TreeFits.
+func (t Tx) DeleteBucket(name []byte) error {
+	if err := treeFits(t.BTx, t.BTx.Bucket(name)); err != nil {
+		return err
+	}
+	return t.BTx.DeleteBucket(name)
+}
 
 // Commit commits the bbolt transaction.
 func (t Tx) Commit() error { return t.BTx.Commit() }
@@ -51,15 +58,23 @@ func wrap(b *bolt.Bucket) kv.Bucket {
 	return Bucket{b}
 }
 
-func (b Bucket) Get(key []byte) []byte          { return b.B.Get(key) }
-func (b Bucket) Put(key, value []byte) error    { return b.B.Put(key, value) }
-func (b Bucket) Delete(key []byte) error        { return b.B.Delete(key) }
-func (b Bucket) Cursor() kv.Cursor              { return b.B.Cursor() }
-func (b Bucket) Sequence() uint64               { return b.B.Sequence() }
-func (b Bucket) SetSequence(v uint64) error     { return b.B.SetSequence(v) }
-func (b Bucket) NextSequence() (uint64, error)  { return b.B.NextSequence() }
-func (b Bucket) Bucket(name []byte) kv.Bucket   { return wrap(b.B.Bucket(name)) }
-func (b Bucket) DeleteBucket(name []byte) error { return b.B.DeleteBucket(name) }
+func (b Bucket) Get(key []byte) []byte         { return b.B.Get(key) }
+func (b Bucket) Put(key, value []byte) error   { return b.B.Put(key, value) }
+func (b Bucket) Delete(key []byte) error       { return b.B.Delete(key) }
+func (b Bucket) Cursor() kv.Cursor             { return b.B.Cursor() }
+func (b Bucket) Sequence() uint64              { return b.B.Sequence() }
+func (b Bucket) SetSequence(v uint64) error    { return b.B.SetSequence(v) }
+func (b Bucket) NextSequence() (uint64, error) { return b.B.NextSequence() }
+func (b Bucket) Bucket(name []byte) kv.Bucket  { return wrap(b.B.Bucket(name)) }
+
+// DeleteBucket removes a nested bucket, once every page bbolt would free for
+// it has passed boltwalk.TreeFits.
+func (b Bucket) DeleteBucket(name []byte) error {
+	if err := treeFits(b.B.Tx(), b.B.Bucket(name)); err != nil {
+		return err
+	}
+	return b.B.DeleteBucket(name)
+}
 
 // CreateBucket creates a nested bucket.
 func (b Bucket) CreateBucket(name []byte) (kv.Bucket, error) {
