@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io/fs"
 	"runtime"
+
+	"github.com/psbase/psbase/internal/boltwalk"
 )
 
 // Sentinel errors. Every error returned by a Store or Tx method wraps exactly one
@@ -204,6 +206,8 @@ func classifyIOError(err error) error {
 		return err
 	case errors.As(err, &re):
 		return errorf(ErrCorrupt, "%v", err)
+	case errors.Is(err, boltwalk.ErrDamaged): // a page bbolt would free (boltkv/frees.go)
+		return errorf(ErrCorrupt, "%v: nothing was written; run Check", err)
 	case isNoSpace(err):
 		return fmt.Errorf("%w: %w", ErrNoSpace, err)
 	case errors.Is(err, fs.ErrPermission), isReadOnlyFS(err):

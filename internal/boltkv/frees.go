@@ -13,6 +13,10 @@ package boltkv
 // materialized (spill frees it before writing the node anew), the
 // children of every materialized branch node (rebalance merges a node with
 // its sibling and collapses a root into its only child, freeing them), the
+// nearest page at the same level on either side of every materialized node
+// even under another parent (rebalance moves a merged sibling's children
+// under the node's parent, so the next merge can take its first or last
+// child: found by a review that logged every page bbolt freed), the
 // pages of every bucket that holds an opened nested bucket (spill rewrites
 // the leaf holding the nested bucket's header, the root bucket's above
 // all: walked without descending into the nested buckets, a page or two),
@@ -22,6 +26,7 @@ package boltkv
 // May touch: a *bolt.Tx handed to it, read; nothing else.
 
 import (
+	"encoding/binary"
 	"reflect"
 	"sync"
 	"unsafe"
@@ -40,6 +45,7 @@ type layout struct {
 	bBuckets, bNodes   int // Bucket.buckets, Bucket.nodes
 	bIn, inRoot        int // Bucket.InBucket (*common.InBucket), InBucket.root
 	nLeaf, nPgid, nIno int // node.isLeaf, node.pgid, node.inodes
+	nParent            int // node.parent (*node)
 	iPgid              int // common.Inode.pgid
 }
 
@@ -58,6 +64,9 @@ func field(t reflect.Type, name string, k reflect.Kind) int {
 // boltLayout is found once: it depends only on the bbolt the program links.
 var boltLayout = sync.OnceValue(func() layout {
 	var l layout
+	if binary.NativeEndian.Uint16([]byte{1, 0}) != 1 {
+		return l // bbolt writes in the machine's order, boltwalk reads little-endian
+	}
 	tx := reflect.TypeFor[bolt.Tx]()
 	db := reflect.TypeFor[bolt.DB]()
 	b := reflect.TypeFor[bolt.Bucket]()
@@ -78,11 +87,12 @@ var boltLayout = sync.OnceValue(func() layout {
 	}
 	node = node.Elem()
 	l.nLeaf, l.nPgid, l.nIno = field(node, "isLeaf", reflect.Bool), field(node, "pgid", reflect.Uint64), field(node, "inodes", reflect.Slice)
+	l.nParent = field(node, "parent", reflect.Pointer)
 	if l.nIno < 0 {
 		return layout{}
 	}
 	l.iPgid = field(node.Field(l.nIno).Type.Elem(), "pgid", reflect.Uint64)
-	for _, i := range []int{l.txDB, l.dbData, l.dbDatasz, l.dbPageSize, l.bBuckets, l.nLeaf, l.nPgid, l.iPgid, l.inRoot} {
+	for _, i := range []int{l.txDB, l.dbData, l.dbDatasz, l.dbPageSize, l.bBuckets, l.nLeaf, l.nPgid, l.iPgid, l.inRoot, l.nParent} {
 		if i < 0 {
 			return layout{}
 		}
@@ -123,12 +133,15 @@ func FreesFit(btx *bolt.Tx) error {
 		return nil
 	}
 	hw := uint64(btx.Size()) / uint64(ps)
-	return bucketFrees(l, reflect.ValueOf(btx).Elem().Field(l.txRoot), m, ps, hw, 0)
+	return bucketFrees(l, reflect.ValueOf(btx).Elem().Field(l.txRoot), m, ps, hw, 0, true)
 }
 
 // bucketFrees checks the nodes of bucket b (a bolt.Bucket value) and of the
 // nested buckets it opened.
-func bucketFrees(l layout, b reflect.Value, m []byte, ps int, hw uint64, depth int) error {
+//
+// cross false leaves out the neighbors under other parents: the negative
+// control of TestFreesFitCrossParent.
+func bucketFrees(l layout, b reflect.Value, m []byte, ps int, hw uint64, depth int, cross bool) error {
 	if depth > 64 { // bbolt nests no deeper than its callers do; psbase: 2
 		return nil
 	}
@@ -139,6 +152,11 @@ func bucketFrees(l layout, b reflect.Value, m []byte, ps int, hw uint64, depth i
 		if id := n.Field(l.nPgid).Uint(); id != 0 { // 0: a node of an inline bucket
 			if err := boltwalk.SpanFits(m, ps, hw, id); err != nil {
 				return err
+			}
+			for _, last := range []bool{true, false} {
+				if _, err := neighbor(l, n, m, ps, hw, last, 0, cross); err != nil {
+					return err
+				}
 			}
 		}
 		if n.Field(l.nLeaf).Bool() {
@@ -164,11 +182,51 @@ func bucketFrees(l layout, b reflect.Value, m []byte, ps int, hw uint64, depth i
 	}
 	it.Reset(subs)
 	for it.Next() {
-		if err := bucketFrees(l, it.Value().Elem(), m, ps, hw, depth+1); err != nil {
+		if err := bucketFrees(l, it.Value().Elem(), m, ps, hw, depth+1, cross); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// neighbor returns the page beside node n (a bbolt node value) at its level,
+// before it (last: the last child of what is before n's parent) or after
+// it, crossing parents, after SpanFits on it; 0 if n is at the tree's edge.
+func neighbor(l layout, n reflect.Value, m []byte, ps int, hw uint64, last bool, depth int, cross bool) (uint64, error) {
+	p := n.Field(l.nParent)
+	if p.IsNil() || depth > 64 {
+		return 0, nil
+	}
+	p = p.Elem()
+	ino, id := p.Field(l.nIno), n.Field(l.nPgid).Uint()
+	i := 0
+	for ; i < ino.Len() && ino.Index(i).Field(l.iPgid).Uint() != id; i++ {
+	}
+	if i == ino.Len() {
+		return 0, nil // a node bbolt has not placed under its parent
+	}
+	j := i + 1
+	if last {
+		j = i - 1
+	}
+	if j >= 0 && j < ino.Len() {
+		nb := ino.Index(j).Field(l.iPgid).Uint()
+		return nb, boltwalk.SpanFits(m, ps, hw, nb)
+	}
+	if !cross {
+		return 0, nil
+	}
+	pn, err := neighbor(l, p, m, ps, hw, last, depth+1, cross)
+	if err != nil || pn == 0 {
+		return 0, err
+	}
+	// The parent's neighbor's child nearest to n: its last child if it
+	// lies before, its first if after.
+	nb, err := boltwalk.EdgeChild(m, ps, hw, pn, last)
+	if err != nil || nb == 0 {
+		return 0, err
+	}
+	return nb, boltwalk.SpanFits(m, ps, hw, nb)
 }
 
 // treeFits checks every page of the bucket b before DeleteBucket frees

@@ -41,16 +41,28 @@ func SpanFits(m []byte, ps int, hw, id uint64) error {
 // TreeFits checks every page of the bucket tree rooted at page root, and,
 // if nested, of the buckets nested in it (bbolt's DeleteBucket frees them
 // all): each must pass SpanFits and be a branch or a leaf whose elements
-// lie inside it. It visits at most hw pages (a cycle ends there, as damage).
+// lie inside it. It takes at most hw pages onto its stack (a cycle or a page
+// listed twice ends there, as damage).
 func TreeFits(m []byte, ps int, hw, root uint64, nested bool) error {
 	var room [64]uint64 // a tree deeper or wider than this grows onto the heap
 	stack := append(room[:0], root)
-	for visits := uint64(0); len(stack) > 0; visits++ {
+	// A sound tree pushes each of its pages once: more pushes than the file
+	// has pages is a cycle or a page listed twice, found before the stack
+	// can grow past hw entries.
+	pushes := uint64(1)
+	push := func(id uint64) bool {
+		if pushes++; pushes > hw {
+			return false
+		}
+		stack = append(stack, id)
+		return true
+	}
+	cycle := func() error {
+		return fmt.Errorf("%w: the tree under page %d reaches more pages than the file holds (a cycle)", ErrDamaged, root)
+	}
+	for len(stack) > 0 {
 		id := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		if visits >= hw {
-			return fmt.Errorf("%w: the tree under page %d reaches more pages than the file holds (a cycle)", ErrDamaged, root)
-		}
 		if err := SpanFits(m, ps, hw, id); err != nil {
 			return err
 		}
@@ -64,7 +76,9 @@ func TreeFits(m []byte, ps int, hw, root uint64, nested bool) error {
 			e := off + pageHeaderSize + i*16
 			switch flags {
 			case flagBranch:
-				stack = append(stack, le.Uint64(m[e+8:]))
+				if !push(le.Uint64(m[e+8:])) {
+					return cycle()
+				}
 			case flagLeaf:
 				if !nested || le.Uint32(m[e:])&bucketLeafFlag == 0 {
 					continue
@@ -73,8 +87,8 @@ func TreeFits(m []byte, ps int, hw, root uint64, nested bool) error {
 				if v+bucketHdrSize > end {
 					return fmt.Errorf("%w: page %d: a nested bucket's header lies outside the page", ErrDamaged, id)
 				}
-				if r := le.Uint64(m[v:]); r != 0 { // 0: inline, no pages of its own
-					stack = append(stack, r)
+				if r := le.Uint64(m[v:]); r != 0 && !push(r) { // 0: inline, no pages of its own
+					return cycle()
 				}
 			default:
 				return fmt.Errorf("%w: page %d of a bucket tree is a %s page", ErrDamaged, id, typeName(flags))
@@ -82,4 +96,27 @@ func TreeFits(m []byte, ps int, hw, root uint64, nested bool) error {
 		}
 	}
 	return nil
+}
+
+// EdgeChild returns the first (or, if last, the last) child of branch page
+// id of the mapped file m, after SpanFits on id; 0 if id is not a branch or
+// has no children.
+func EdgeChild(m []byte, ps int, hw, id uint64, last bool) (uint64, error) {
+	if err := SpanFits(m, ps, hw, id); err != nil {
+		return 0, err
+	}
+	off := id * uint64(ps)
+	end := min(off+(uint64(le.Uint32(m[off+12:]))+1)*uint64(ps), uint64(len(m)))
+	flags, count := le.Uint16(m[off+8:]), uint64(le.Uint16(m[off+10:]))
+	if flags != flagBranch || count == 0 {
+		return 0, nil
+	}
+	if off+pageHeaderSize+count*16 > end {
+		return 0, fmt.Errorf("%w: page %d claims %d elements, more than it holds", ErrDamaged, id, count)
+	}
+	i := uint64(0)
+	if last {
+		i = count - 1
+	}
+	return le.Uint64(m[off+pageHeaderSize+i*16+8:]), nil
 }
