@@ -63,14 +63,9 @@ func TreeFits(m []byte, ps int, hw, root uint64, nested bool) error {
 	for len(stack) > 0 {
 		id := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		if err := SpanFits(m, ps, hw, id); err != nil {
+		off, end, flags, count, err := spanElems(m, ps, hw, id)
+		if err != nil {
 			return err
-		}
-		off := id * uint64(ps)
-		end := min(off+(uint64(le.Uint32(m[off+12:]))+1)*uint64(ps), uint64(len(m)))
-		flags, count := le.Uint16(m[off+8:]), uint64(le.Uint16(m[off+10:]))
-		if off+pageHeaderSize+count*16 > end {
-			return fmt.Errorf("%w: page %d claims %d elements, more than it holds", ErrDamaged, id, count)
 		}
 		for i := range count {
 			e := off + pageHeaderSize + i*16
@@ -102,21 +97,29 @@ func TreeFits(m []byte, ps int, hw, root uint64, nested bool) error {
 // id of the mapped file m, after SpanFits on id; 0 if id is not a branch or
 // has no children.
 func EdgeChild(m []byte, ps int, hw, id uint64, last bool) (uint64, error) {
-	if err := SpanFits(m, ps, hw, id); err != nil {
+	off, _, flags, count, err := spanElems(m, ps, hw, id)
+	if err != nil || flags != flagBranch || count == 0 {
 		return 0, err
-	}
-	off := id * uint64(ps)
-	end := min(off+(uint64(le.Uint32(m[off+12:]))+1)*uint64(ps), uint64(len(m)))
-	flags, count := le.Uint16(m[off+8:]), uint64(le.Uint16(m[off+10:]))
-	if flags != flagBranch || count == 0 {
-		return 0, nil
-	}
-	if off+pageHeaderSize+count*16 > end {
-		return 0, fmt.Errorf("%w: page %d claims %d elements, more than it holds", ErrDamaged, id, count)
 	}
 	i := uint64(0)
 	if last {
 		i = count - 1
 	}
 	return le.Uint64(m[off+pageHeaderSize+i*16+8:]), nil
+}
+
+// spanElems runs SpanFits on page id and returns its offset, the end of its
+// span in m, its flags and element count, after checking that the elements
+// lie inside the span.
+func spanElems(m []byte, ps int, hw, id uint64) (off, end uint64, flags uint16, count uint64, err error) {
+	if err := SpanFits(m, ps, hw, id); err != nil {
+		return 0, 0, 0, 0, err
+	}
+	off = id * uint64(ps)
+	end = min(off+(uint64(le.Uint32(m[off+12:]))+1)*uint64(ps), uint64(len(m)))
+	flags, count = le.Uint16(m[off+8:]), uint64(le.Uint16(m[off+10:]))
+	if off+pageHeaderSize+count*16 > end {
+		return 0, 0, 0, 0, fmt.Errorf("%w: page %d claims %d elements, more than it holds", ErrDamaged, id, count)
+	}
+	return off, end, flags, count, nil
 }
